@@ -1,0 +1,1 @@
+"""gpt2onnx.export: GPT-2 checkpoint -> validated ONNX export folder."""

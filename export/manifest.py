@@ -1,0 +1,80 @@
+"""Writing manifest.json: model facts, dtype, I/O contract, file hashes and the
+exporter's package versions. It is written last, so a folder without it is
+never a finished export.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import metadata
+from pathlib import Path
+
+from gpt2onnx.runtime import contract
+from gpt2onnx.runtime.manifest import ModelInfo, sha256_file
+
+from .validate import ValidationReport
+
+EXPORTER_PACKAGES = ("gpt2onnx", "optimum-onnx", "optimum", "transformers", "torch", "accelerate", "onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
+
+
+def model_info_from_config(config: dict, dtype: str = "float32") -> ModelInfo:
+    """ModelInfo from a GPT-2 config.json."""
+    return ModelInfo(
+        n_layer=int(config["n_layer"]),
+        n_head=int(config["n_head"]),
+        n_embd=int(config["n_embd"]),
+        n_positions=int(config["n_positions"]),
+        vocab_size=int(config["vocab_size"]),
+        eos_token_id=config.get("eos_token_id"),
+        bos_token_id=config.get("bos_token_id"),
+        dtype=dtype,
+    )
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the exporter stack (absent packages left out)."""
+    versions = {}
+    for name in EXPORTER_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_manifest(folder: Path, info: ModelInfo, source: str, validation: ValidationReport) -> dict:
+    """Hash every file in `folder` and write manifest.json; return the manifest."""
+    files = {
+        path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != contract.MANIFEST_FILE
+    }
+    manifest = {
+        "format": contract.MANIFEST_FORMAT,
+        "format_version": contract.MANIFEST_VERSION,
+        "source": source,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {
+            "model_type": "gpt2",
+            "n_layer": info.n_layer,
+            "n_head": info.n_head,
+            "n_embd": info.n_embd,
+            "n_positions": info.n_positions,
+            "vocab_size": info.vocab_size,
+            "eos_token_id": info.eos_token_id,
+            "bos_token_id": info.bos_token_id,
+        },
+        "dtype": info.dtype,
+        "io": contract.io_signature(info.n_layer, info.dtype),
+        "files": files,
+        "validation": {
+            "max_abs_diff": validation.max_abs_diff,
+            "prefill_max_abs_diff": validation.prefill_max_abs_diff,
+            "cached_max_abs_diff": validation.cached_max_abs_diff,
+            "atol": validation.atol,
+        },
+        "exporter": package_versions(),
+    }
+    (folder / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest

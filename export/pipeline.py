@@ -1,0 +1,140 @@
+"""The whole export, made atomic: checkpoint -> ONNX -> validation -> manifest,
+written into a hidden folder beside OUTPUT_DIR and renamed into place at the end.
+
+An interrupted or failed export leaves no folder at OUTPUT_DIR, and a partial
+folder never has a manifest, so nothing half-written looks like a model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gpt2onnx.runtime.errors import Gpt2OnnxError, UsageError
+
+from . import checkpoint
+from .manifest import model_info_from_config, write_manifest
+from .onnx_export import export_onnx
+from .progress import Progress
+from .validate import DEFAULT_ATOL, validate
+
+PARTIAL = ".partial-"
+
+
+class ValidationFailed(Gpt2OnnxError):
+    """The ONNX graph's logits are further from PyTorch's than the tolerance."""
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and measured (the --json output)."""
+
+    source: str  # MODEL as given
+    checkpoint: str  # the local folder it resolved to
+    output_dir: str
+    files: dict[str, int]  # file name -> bytes
+    total_bytes: int
+    validation: dict  # max_abs_diff, prefill/cached diffs, atol
+    seconds: dict[str, float] = field(default_factory=dict)  # per step and total
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(parent: Path, name: str) -> None:
+    """Remove partial folders of earlier exports to the same OUTPUT_DIR whose process is gone."""
+    for path in parent.glob(f".{name}{PARTIAL}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_output(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is a file: choose another OUTPUT_DIR")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"{out} exists and is not empty: pass --force to replace it, or choose another OUTPUT_DIR")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {out.parent}: {e.strerror}") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {out.parent}: permission denied; choose another OUTPUT_DIR")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def export_model(
+    model: str,
+    output_dir: str | Path,
+    force: bool = False,
+    atol: float = DEFAULT_ATOL,
+    progress: Progress | None = None,
+    verbose: bool = False,
+) -> ExportReport:
+    """Export `model` (a checkpoint folder or hub id) to `output_dir`, validated against PyTorch."""
+    progress = progress or Progress(4, enabled=False)
+    started = time.perf_counter()
+    out = Path(output_dir).expanduser().absolute()
+    _check_output(out, force)
+    _sweep_stale(out.parent, out.name)
+
+    with progress.step("load", f"checking {model}"):
+        folder = checkpoint.resolve(model)
+        config = checkpoint.check_gpt2(folder)
+        info = model_info_from_config(config)
+    tmp = out.with_name(f".{out.name}{PARTIAL}{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with progress.step("export", "exporting ONNX with Optimum"):
+            export_onnx(folder, tmp, verbose=verbose)
+        with progress.step("validate", "validating against PyTorch"):
+            report = validate(folder, tmp, info, atol)
+        if not report.passed:
+            raise ValidationFailed(
+                f"ONNX logits differ from PyTorch's by {report.max_abs_diff:.3g} > atol {atol:g}: "
+                "nothing was written (pass a larger --atol to accept it)"
+            )
+        with progress.step("manifest", "hashing files and writing the manifest"):
+            write_manifest(tmp, info, model, report)
+        _move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    files = {path.name: path.stat().st_size for path in sorted(out.iterdir()) if path.is_file()}
+    seconds = dict(progress.seconds, total=round(time.perf_counter() - started, 3))
+    return ExportReport(
+        source=model,
+        checkpoint=str(folder),
+        output_dir=str(out),
+        files=files,
+        total_bytes=sum(files.values()),
+        validation={
+            "max_abs_diff": report.max_abs_diff,
+            "prefill_max_abs_diff": report.prefill_max_abs_diff,
+            "cached_max_abs_diff": report.cached_max_abs_diff,
+            "positions_checked": report.positions_checked,
+            "atol": atol,
+        },
+        seconds=seconds,
+    )

@@ -1,0 +1,31 @@
+"""gpt2onnx.runtime: run an exported GPT-2 with numpy, onnxruntime and tokenizers only.
+
+    from gpt2onnx.runtime import load
+    model = load("gpt2-onnx/")
+    print(model.generate("Once upon a time", max_new_tokens=20).text)
+    for delta in model.stream("Once upon a time", max_new_tokens=20):
+        print(delta, end="", flush=True)
+"""
+
+from .config import GenerationConfig
+from .errors import Gpt2OnnxError, ModelLoadError, ProviderError, UsageError
+from .generator import Generator, Timing
+from .manifest import ModelInfo
+from .model import Completion, CompletionStream, Model, load
+from .providers import ProviderFallbackWarning
+
+__all__ = [
+    "Completion",
+    "CompletionStream",
+    "GenerationConfig",
+    "Generator",
+    "Gpt2OnnxError",
+    "Model",
+    "ModelInfo",
+    "ModelLoadError",
+    "ProviderError",
+    "ProviderFallbackWarning",
+    "Timing",
+    "UsageError",
+    "load",
+]

@@ -1,0 +1,25 @@
+"""The exceptions gpt2onnx raises for problems a user can fix.
+
+Each carries a one-line message that says what is wrong and how to fix it; the
+CLI prints that line alone (no traceback) and exits with `exit_code`.
+"""
+
+
+class Gpt2OnnxError(Exception):
+    """Base class: a failure gpt2onnx can explain in one line."""
+
+    exit_code = 1
+
+
+class UsageError(Gpt2OnnxError, ValueError):
+    """Bad input from the user: a path, a setting, a prompt (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelLoadError(UsageError):
+    """A model folder that can't be run: missing files, bad manifest, wrong graph."""
+
+
+class ProviderError(Gpt2OnnxError):
+    """An execution provider that was asked for explicitly but can't run here."""

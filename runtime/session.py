@@ -1,0 +1,80 @@
+"""The onnxruntime session that runs the exported GPT-2 decoder: one forward
+pass over new tokens and the past keys/values. It runs the model and nothing
+else; choosing tokens happens elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import contract, providers
+from .errors import ModelLoadError
+from .manifest import ModelInfo
+
+_ORT_TYPES = {"int64": "tensor(int64)", "float32": "tensor(float)", "float16": "tensor(float16)"}
+
+# A layer's past (key, value): each [batch, n_head, past, head_dim].
+Past = list[tuple[np.ndarray, np.ndarray]]
+
+
+class DecoderSession:
+    """An onnxruntime session over model.onnx, checked against the I/O contract."""
+
+    def __init__(self, model_path: Path, info: ModelInfo, provider: str = "auto", threads: int | None = None):
+        self.info = info
+        plan = providers.plan(provider)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(model_path), options, providers=list(plan.providers))
+        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
+            raise ModelLoadError(f"onnxruntime cannot load {model_path}: {str(e).splitlines()[0]} (re-export the model)") from None
+        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
+        self._check_signature()
+        self._dtype = np.dtype(info.dtype)
+        self._output_names = contract.output_names(info.n_layer)
+
+    def _check_signature(self) -> None:
+        n_layer, kv_type = self.info.n_layer, _ORT_TYPES.get(self.info.dtype)
+        want_in = {name: "tensor(int64)" for name in contract.input_names(0)}
+        want_in |= {name: kv_type for name in contract.input_names(n_layer)[3:]}
+        want_out = {name: kv_type for name in contract.output_names(n_layer)}
+        got_in = {i.name: i.type for i in self._session.get_inputs()}
+        got_out = {o.name: o.type for o in self._session.get_outputs()}
+        for kind, want, got in (("inputs", want_in, got_in), ("outputs", want_out, got_out)):
+            if want != got:
+                wrong = sorted(set(want.items()) ^ set(got.items()))[:3]
+                raise ModelLoadError(
+                    f"the graph's {kind} do not match a GPT-2 decoder with past for n_layer={n_layer} "
+                    f"(first differences: {wrong}): export it with 'gpt2onnx export'"
+                )
+
+    def empty_past(self, batch: int) -> Past:
+        """A zero-length past for the first step."""
+        shape = (batch, self.info.n_head, 0, self.info.head_dim)  # [batch, n_head, 0, head_dim]
+        return [(np.zeros(shape, self._dtype), np.zeros(shape, self._dtype)) for _ in range(self.info.n_layer)]
+
+    def forward(
+        self,
+        input_ids: np.ndarray,  # int64 [batch, seq]
+        attention_mask: np.ndarray,  # int64 [batch, past + seq]
+        position_ids: np.ndarray,  # int64 [batch, seq]
+        past: Past,
+    ) -> tuple[np.ndarray, Past]:
+        """Run the decoder: logits [batch, seq, vocab] and the present [batch, n_head, past + seq, head_dim]."""
+        feeds = {
+            contract.INPUT_IDS: input_ids,
+            contract.ATTENTION_MASK: attention_mask,
+            contract.POSITION_IDS: position_ids,
+        }
+        for layer, (key, value) in enumerate(past):
+            key_name, value_name = contract.past_names(layer)
+            feeds[key_name] = key
+            feeds[value_name] = value
+        outputs = self._session.run(self._output_names, feeds)
+        present = list(zip(outputs[1::2], outputs[2::2]))
+        return outputs[0], present

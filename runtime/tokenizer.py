@@ -1,0 +1,36 @@
+"""GPT-2's byte-level BPE through Hugging Face `tokenizers`, loaded from tokenizer.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer as _HFTokenizer
+
+from .errors import ModelLoadError
+
+
+class Tokenizer:
+    """Text <-> token ids for one export folder."""
+
+    def __init__(self, path: Path):
+        try:
+            self._tok = _HFTokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception for bad files
+            raise ModelLoadError(f"cannot read the tokenizer {path}: {str(e).splitlines()[0]} (re-export the model)") from None
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids in use, added tokens included."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, as `AutoTokenizer(text).input_ids` gives them."""
+        return self._tok.encode(text).ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Text of `ids`; bytes that don't form whole UTF-8 characters become U+FFFD."""
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text on its own, special tokens included."""
+        return self._tok.decode([int(token_id)], skip_special_tokens=False)

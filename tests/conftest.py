@@ -1,0 +1,105 @@
+"""Shared fixtures: random-init GPT-2 checkpoints in several shapes, exported once
+per test session, with transformers' PyTorch model beside each as the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gpt2onnx.export.pipeline import ExportReport, export_model
+from gpt2onnx.export.random_model import GPT2_SMALL, make_random_gpt2
+
+# Three shapes: a plain one, an odd head layout (head_dim 16 from n_embd=80, n_head=5)
+# with a short context, and a deeper narrow one with a very short context.
+SHAPES = {
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024),
+    "odd_heads": dict(n_layer=2, n_head=5, n_embd=80, n_positions=128),
+    "deep_short": dict(n_layer=4, n_head=2, n_embd=32, n_positions=64),
+}
+
+CLI = str(Path(sys.executable).with_name("gpt2onnx"))
+
+
+@dataclass
+class Exported:
+    name: str
+    checkpoint: Path  # the PyTorch checkpoint folder
+    onnx_dir: Path  # its gpt2onnx export
+    report: ExportReport
+
+
+def _export(root: Path, name: str, shape: dict, seed: int = 0) -> Exported:
+    checkpoint = make_random_gpt2(root / name / "checkpoint", seed=seed, **shape)
+    report = export_model(str(checkpoint), root / name / "onnx")
+    return Exported(name, checkpoint, root / name / "onnx", report)
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory) -> dict[str, Exported]:
+    root = tmp_path_factory.mktemp("models")
+    return {name: _export(root, name, shape, seed=i) for i, (name, shape) in enumerate(SHAPES.items())}
+
+
+@pytest.fixture(scope="session", params=list(SHAPES))
+def exported(request, exports) -> Exported:
+    return exports[request.param]
+
+
+@pytest.fixture(scope="session")
+def gpt2_small(tmp_path_factory) -> Exported:
+    """A random model in the real gpt2 (124M) shape."""
+    return _export(tmp_path_factory.mktemp("gpt2_small"), "gpt2_small", GPT2_SMALL, seed=7)
+
+
+_torch_models: dict[Path, object] = {}
+
+
+def torch_model(checkpoint: Path):
+    """transformers' GPT2LMHeadModel for a checkpoint (cached), the oracle."""
+    if checkpoint not in _torch_models:
+        from transformers import GPT2LMHeadModel
+
+        _torch_models[checkpoint] = GPT2LMHeadModel.from_pretrained(checkpoint).eval()
+    return _torch_models[checkpoint]
+
+
+def hf_greedy(checkpoint: Path, ids: list[int], max_new_tokens: int, **kwargs) -> list[int]:
+    """transformers' greedy continuation of `ids` (new tokens only)."""
+    import torch
+
+    model = torch_model(checkpoint)
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=model.config.eos_token_id,
+            **kwargs,
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed `gpt2onnx` console script; capture text output."""
+    return subprocess.run(
+        [CLI, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cli_json(*args: str, **kwargs) -> dict:
+    result = run_cli(*args, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -1,0 +1,61 @@
+"""Packaging: one distribution whose import packages are gpt2onnx.export,
+gpt2onnx.runtime and gpt2onnx.desktop, mapped from the repo's top-level folders,
+with nothing under generic top-level names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IMPORT_CHECK = (
+    "import importlib.util, gpt2onnx.runtime, gpt2onnx.export, gpt2onnx.desktop, gpt2onnx.export.random_model as r;"
+    "assert all(importlib.util.find_spec(n) is None for n in ('runtime', 'export', 'desktop'));"
+    "assert (r.TOKENIZER_DIR / 'vocab.json').is_file();"
+    "print(gpt2onnx.runtime.__file__)"
+)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wheel")
+    source = shutil.copytree(REPO, root / "src", ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__", ".*cache*"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = (root / "dist").glob("gpt2onnx-*.whl")
+    return path
+
+
+def test_wheel_holds_the_three_packages_and_the_tokenizer(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("export", "runtime", "desktop"):
+        assert f"gpt2onnx/{package}/__init__.py" in names
+    for asset in ("vocab.json", "merges.txt", "LICENSE"):
+        assert f"gpt2onnx/export/assets/gpt2-tokenizer/{asset}" in names
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"gpt2onnx", wheel.name.split("-py3")[0] + ".dist-info"}
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "gpt2onnx = gpt2onnx.runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_wheel_imports_from_outside_the_repo(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", IMPORT_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(target))
+
+
+def test_this_install_imports_from_outside_the_repo(tmp_path):
+    result = subprocess.run([sys.executable, "-c", IMPORT_CHECK], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
