@@ -76,12 +76,6 @@ def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False) -> None:
             # A checkpoint with only vocab.json + merges.txt: write the fast tokenizer's tokenizer.json.
             AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
     if not (out_dir / contract.GENERATION_CONFIG_FILE).is_file():
-        from transformers import GenerationConfig
+        from transformers import AutoConfig, GenerationConfig
 
-        GenerationConfig.from_model_config(_model_config(checkpoint)).save_pretrained(out_dir)
-
-
-def _model_config(checkpoint: Path):
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(checkpoint)
+        GenerationConfig.from_model_config(AutoConfig.from_pretrained(checkpoint)).save_pretrained(out_dir)

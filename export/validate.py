@@ -23,7 +23,7 @@ PROMPTS = (
     "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where nobody could find it.",
     "long long ago, I was a boy, I love",
 )
-DEFAULT_ATOL = 1e-3  # max abs logit difference accepted; random and real GPT-2s measure ~1e-5
+DEFAULT_ATOL = 1e-3  # max abs logit difference accepted; random-init GPT-2s up to the 124M shape measure < 1e-5
 
 
 @dataclass(frozen=True)

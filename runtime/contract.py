@@ -31,22 +31,6 @@ def present_names(layer: int) -> tuple[str, str]:
     return f"present.{layer}.key", f"present.{layer}.value"
 
 
-def input_names(n_layer: int) -> list[str]:
-    """Every graph input (the graph itself may list them in another order)."""
-    names = [INPUT_IDS, ATTENTION_MASK, POSITION_IDS]
-    for layer in range(n_layer):
-        names.extend(past_names(layer))
-    return names
-
-
-def output_names(n_layer: int) -> list[str]:
-    """Every graph output (the graph itself may list them in another order)."""
-    names = [LOGITS]
-    for layer in range(n_layer):
-        names.extend(present_names(layer))
-    return names
-
-
 def io_signature(n_layer: int, dtype: str = "float32") -> dict:
     """The manifest's `io` block: name, element type and symbolic shape of each tensor."""
     kv_in = ["batch_size", "n_head", "past_sequence_length", "head_dim"]
@@ -61,3 +45,13 @@ def io_signature(n_layer: int, dtype: str = "float32") -> dict:
         inputs += [{"name": n, "dtype": dtype, "shape": kv_in} for n in past_names(layer)]
         outputs += [{"name": n, "dtype": dtype, "shape": kv_out} for n in present_names(layer)]
     return {"inputs": inputs, "outputs": outputs}
+
+
+def input_names(n_layer: int) -> list[str]:
+    """Every graph input (the graph itself may list them in another order)."""
+    return [tensor["name"] for tensor in io_signature(n_layer)["inputs"]]
+
+
+def output_names(n_layer: int) -> list[str]:
+    """Every graph output: logits, then each layer's present key and value."""
+    return [tensor["name"] for tensor in io_signature(n_layer)["outputs"]]

@@ -62,9 +62,7 @@ class CompletionStream:
                     return delta
                 break
             token = int(self._generator.generate_next_token()[0])
-            if self._generator.is_done() and self._generator.finish_reasons[0] == "eos":
-                continue  # the eos token itself has no text
-            delta = self._decoder.push(token)
+            delta = self._decoder.push(token)  # special tokens such as eos decode to ""
             if delta:
                 self.completion.text += delta
                 return delta

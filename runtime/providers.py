@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ def _cuda_major() -> str:
     return str(getattr(info, "cuda_version", "") or "12").split(".")[0]
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_problem() -> str | None:
     """Why onnxruntime's CUDA provider can't run on this machine, or None if it looks usable."""
     if CUDA_EP not in ort.get_available_providers():

@@ -39,17 +39,14 @@ class DecoderSession:
         self._output_names = contract.output_names(info.n_layer)
 
     def _check_signature(self) -> None:
-        n_layer, kv_type = self.info.n_layer, _ORT_TYPES.get(self.info.dtype)
-        want_in = {name: "tensor(int64)" for name in contract.input_names(0)}
-        want_in |= {name: kv_type for name in contract.input_names(n_layer)[3:]}
-        want_out = {name: kv_type for name in contract.output_names(n_layer)}
-        got_in = {i.name: i.type for i in self._session.get_inputs()}
-        got_out = {o.name: o.type for o in self._session.get_outputs()}
-        for kind, want, got in (("inputs", want_in, got_in), ("outputs", want_out, got_out)):
-            if want != got:
-                wrong = sorted(set(want.items()) ^ set(got.items()))[:3]
+        signature = contract.io_signature(self.info.n_layer, self.info.dtype)
+        for kind, got in (("inputs", self._session.get_inputs()), ("outputs", self._session.get_outputs())):
+            want = {tensor["name"]: _ORT_TYPES.get(tensor["dtype"]) for tensor in signature[kind]}
+            have = {tensor.name: tensor.type for tensor in got}
+            if want != have:
+                wrong = sorted(set(want.items()) ^ set(have.items()))[:3]
                 raise ModelLoadError(
-                    f"the graph's {kind} do not match a GPT-2 decoder with past for n_layer={n_layer} "
+                    f"the graph's {kind} do not match a GPT-2 decoder with past for n_layer={self.info.n_layer} "
                     f"(first differences: {wrong}): export it with 'gpt2onnx export'"
                 )
 
