@@ -17,6 +17,73 @@ from pathlib import Path
 from gpt2onnx.runtime import contract
 
 OPSET = 18
+EXTERNAL_DATA_FILE = contract.MODEL_FILE + "_data"  # Optimum's name for the weights of a model over 2 GB
+
+
+def _save_large_aware(model, save_path) -> None:
+    """optimum's check_and_save_model, made to work for models over 2 GB.
+
+    optimum-onnx 0.1.0 asks `model.ByteSize()` first, which raises under protobuf 7
+    for a proto over 2 GB, and it would then save it as one file anyway. Small
+    models go through optimum's own function unchanged.
+    """
+    import onnx
+    from google.protobuf.message import EncodeError
+    from optimum.onnx import graph_transformations
+
+    try:
+        small = model.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF
+    except (EncodeError, ValueError):
+        small = False
+    if small:
+        return graph_transformations._check_and_save_model_unpatched(model, save_path)
+    save_path = Path(save_path)
+    save_path.unlink(missing_ok=True)
+    (save_path.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
+    onnx.save(
+        model,
+        str(save_path),
+        save_as_external_data=True,
+        location=EXTERNAL_DATA_FILE,
+        all_tensors_to_one_file=True,
+        convert_attribute=True,
+        size_threshold=100,
+    )
+    onnx.checker.check_model(str(save_path))
+
+
+@contextlib.contextmanager
+def large_model_support():
+    """Route optimum's post-processing save through _save_large_aware while exporting."""
+    from optimum.onnx import graph_transformations
+
+    original = graph_transformations.check_and_save_model
+    graph_transformations._check_and_save_model_unpatched = original
+    graph_transformations.check_and_save_model = _save_large_aware
+    try:
+        yield
+    finally:
+        graph_transformations.check_and_save_model = original
+
+
+def _remove_orphan_tensor_files(folder: Path) -> None:
+    """torch writes one file per tensor for a model over 2 GB; once the model is
+    re-saved into model.onnx_data they are orphans. Keep only what the graph references."""
+    import onnx
+
+    if not (folder / EXTERNAL_DATA_FILE).is_file():
+        return
+    model = onnx.load(str(folder / contract.MODEL_FILE), load_external_data=False)
+    referenced = {
+        entry.value
+        for tensor in onnx.external_data_helper._get_all_tensors(model)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix not in (".json", ".txt", ".onnx") and path.name not in referenced:
+            path.unlink()
 
 
 @contextlib.contextmanager
@@ -62,7 +129,7 @@ def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False) -> None:
     from optimum.exporters.onnx import main_export
     from transformers import AutoTokenizer
 
-    with quiet_stdout(), quiet_libraries(verbose):
+    with quiet_stdout(), quiet_libraries(verbose), large_model_support():
         main_export(
             str(checkpoint),
             output=out_dir,
@@ -72,6 +139,7 @@ def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False) -> None:
             do_validation=False,  # we validate ourselves, with cached steps too
             local_files_only=True,
         )
+        _remove_orphan_tensor_files(out_dir)
         if not (out_dir / contract.TOKENIZER_FILE).is_file():
             # A checkpoint with only vocab.json + merges.txt: write the fast tokenizer's tokenizer.json.
             AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
