@@ -27,9 +27,19 @@ def gpt2_tokenizer():
 
 
 def make_random_gpt2(
-    out_dir: str | Path, n_layer: int = 2, n_head: int = 4, n_embd: int = 64, n_positions: int = 1024, seed: int = 0
+    out_dir: str | Path,
+    n_layer: int = 2,
+    n_head: int = 4,
+    n_embd: int = 64,
+    n_positions: int = 1024,
+    seed: int = 0,
+    initializer_range: float = 0.02,
 ) -> Path:
-    """Save a random GPT2LMHeadModel of this shape, with GPT-2's tokenizer, to `out_dir`."""
+    """Save a random GPT2LMHeadModel of this shape, with GPT-2's tokenizer, to `out_dir`.
+
+    GPT-2's initializer_range (0.02) gives nearly uniform next-token distributions;
+    a larger one (0.5) gives peaked ones, as a trained model has.
+    """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -40,6 +50,7 @@ def make_random_gpt2(
         n_head=n_head,
         n_embd=n_embd,
         n_positions=n_positions,
+        initializer_range=initializer_range,
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -9,12 +9,19 @@
 
 from .config import GenerationConfig
 from .errors import Gpt2OnnxError, ModelLoadError, ProviderError, UsageError
-from .generator import Generator, Timing
+from .beam_search import BeamSearch
+from .generator import Generator, Timing, TokenLogprobs
 from .manifest import ModelInfo
-from .model import Completion, CompletionStream, Model, load
+from .model import CompletionStream, Model, load
+from .run import Completion, SequenceResult
+from .scoring import Score
 from .providers import ProviderFallbackWarning
 
 __all__ = [
+    "BeamSearch",
+    "Score",
+    "SequenceResult",
+    "TokenLogprobs",
     "Completion",
     "CompletionStream",
     "GenerationConfig",

@@ -1,4 +1,4 @@
-"""The `gpt2onnx` command line: `export` and `generate`.
+"""The `gpt2onnx` command line: `export`, `generate` and `score`.
 
 Exit codes: 0 success, 2 bad usage or input, 1 any other failure, 130 when
 interrupted (143 on SIGTERM). Errors are one line on stderr; set
@@ -35,66 +35,173 @@ def _version() -> str:
         return "unknown"
 
 
+def _early_stopping(value: str):
+    choices = {"true": True, "false": False, "never": "never"}
+    if value.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from true, false, never)")
+    return choices[value.lower()]
+
+
+# Flag -> (GenerationConfig field, type, help): Hugging Face's names turned into flags.
+GENERATION_FLAGS = {
+    "--max-new-tokens": ("max_new_tokens", int, "new tokens at most (default 50)"),
+    "--min-new-tokens": ("min_new_tokens", int, "no eos before this many new tokens"),
+    "--temperature": ("temperature", float, "divide the scores before sampling (< 1 is sharper)"),
+    "--top-k": ("top_k", int, "sample from the k most likely tokens (0: no limit)"),
+    "--top-p": ("top_p", float, "sample from the most likely tokens holding this much probability"),
+    "--min-p": ("min_p", float, "drop tokens less likely than this fraction of the top one"),
+    "--typical-p": ("typical_p", float, "locally typical sampling: the mass to keep"),
+    "--repetition-penalty": ("repetition_penalty", float, "> 1 discourages tokens already in the text"),
+    "--presence-penalty": ("presence_penalty", float, "OpenAI's: subtracted once from each token generated so far"),
+    "--frequency-penalty": ("frequency_penalty", float, "OpenAI's: subtracted per time a token was generated"),
+    "--no-repeat-ngram-size": ("no_repeat_ngram_size", int, "never repeat an n-gram of this size"),
+    "--num-beams": ("num_beams", int, "beam search with this many beams"),
+    "--length-penalty": ("length_penalty", float, "beam score = sum of logprobs / length ** this"),
+    "--early-stopping": ("early_stopping", _early_stopping, "when beam search stops: true, false or never"),
+    "--num-return-sequences": ("num_return_sequences", int, "sequences per prompt"),
+    "--logprobs": ("logprobs", int, "give each token's log-probability and the N most likely alternatives"),
+}
+DEFAULT_MAX_NEW_TOKENS = 50
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="an export folder made by 'gpt2onnx export'")
+    parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="where to run (default auto: CUDA if it works, else CPU)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model files (faster load)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads (default: all cores)")
+
+
 def _add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="complete prompts with an exported model",
-        description="Complete each PROMPT greedily, streaming the text, or print one JSON object with --json.",
+        description="Complete each PROMPT, streaming the text, or print one JSON object with --json. Settings "
+        "have Hugging Face's generation names; unset ones come from the model's generation_config.json.",
     )
     parser.add_argument("prompts", nargs="+", metavar="PROMPT", help="text to complete; '-' reads standard input")
-    parser.add_argument("--model", required=True, metavar="DIR", help="an export folder made by 'gpt2onnx export'")
-    parser.add_argument("--max-new-tokens", type=int, default=50, metavar="N", help="new tokens at most (default 50)")
-    parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="where to run (default auto: CUDA if it works, else CPU)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
-    parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model files (faster load)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads (default: all cores)")
-    parser.set_defaults(run=_run_generate)
+    _add_model_arguments(parser)
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy or beam search")
+    for flag, (field, kind, text) in GENERATION_FLAGS.items():
+        parser.add_argument(flag, dest=field, type=kind, metavar="N", help=text)
+    parser.add_argument("--bad-words", action="append", default=[], metavar="TEXT", help="never generate this text (repeatable)")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop where the text contains this (repeatable)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N", help="seed for sampling: the same seed gives the same text")
+    parser.set_defaults(run=_run_generate, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
 
 
-def _read_prompts(prompts: list[str]) -> list[str]:
-    return [sys.stdin.buffer.read().decode("utf-8", errors="replace") if p == "-" else p for p in prompts]
+def _add_score_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="log-probability and perplexity of texts",
+        description="Teacher-forced log-probability and perplexity of each TEXT. Texts longer than the context "
+        "are scored with a sliding window of n_positions tokens every --stride tokens.",
+    )
+    parser.add_argument("texts", nargs="+", metavar="TEXT", help="text to score; '-' reads standard input")
+    _add_model_arguments(parser)
+    parser.add_argument("--stride", type=int, default=None, metavar="N", help="sliding-window stride (default n_positions / 2)")
+    parser.set_defaults(run=_run_score)
 
 
-def _run_generate(args: argparse.Namespace) -> int:
-    from .config import GenerationConfig
+def _read_texts(texts: list[str]) -> list[str]:
+    return [sys.stdin.buffer.read().decode("utf-8", errors="replace") if t == "-" else t for t in texts]
+
+
+def _load(args: argparse.Namespace):
+    """Load --model; say a provider fallback in one line on stderr. Returns (model, seconds)."""
     from .model import load
 
-    settings = {"max_new_tokens": args.max_new_tokens}
-    GenerationConfig(**settings)  # bad settings fail before the model loads
-    prompts = _read_prompts(args.prompts)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProviderFallbackWarning)  # said below in one line instead
         model = load(args.model, provider=args.provider, verify=not args.no_verify, threads=args.threads)
-    load_s = time.perf_counter() - started
     if model.provider_note:
         print(f"gpt2onnx: note: {model.provider_note}", file=sys.stderr)
+    return model, time.perf_counter() - started
+
+
+def bad_words_ids(tokenizer, words: list[str]) -> list[list[int]]:
+    """Token sequences for each bad word: as written, and after a space (how a word appears mid-text)."""
+    sequences = []
+    for word in words:
+        for form in (word, " " + word.lstrip()):
+            ids = tokenizer.encode(form)
+            if ids and ids not in sequences:
+                sequences.append(ids)
+    return sequences
+
+
+def _sequence_json(sequence, tokenizer) -> dict:
+    out = {"token_ids": sequence.token_ids, "text": sequence.text, "finish_reason": sequence.finish_reason}
+    if sequence.score is not None:
+        out["score"] = sequence.score
+    if sequence.logprobs is not None:
+        out["logprobs"] = [
+            {
+                "token_id": entry.token_id,
+                "text": tokenizer.token_text(entry.token_id),
+                "logprob": entry.logprob,
+                "top": [{"token_id": t, "text": tokenizer.token_text(t), "logprob": lp} for t, lp in entry.top],
+            }
+            for entry in sequence.logprobs
+        ]
+    return out
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .config import GenerationConfig
+
+    settings = {field: getattr(args, field) for field, *_ in GENERATION_FLAGS.values() if getattr(args, field) is not None}
+    if args.do_sample:
+        settings["do_sample"] = True
+    if args.stop:
+        settings["stop_strings"] = tuple(args.stop)
+    GenerationConfig(**settings)  # bad settings fail before the model loads
+    prompts = _read_texts(args.prompts)
+    model, load_s = _load(args)
+    if args.bad_words:
+        settings["bad_words_ids"] = bad_words_ids(model.tokenizer, args.bad_words)
     config = model.config(**settings)
+    streaming = not args.json and config.num_beams == 1 and config.num_return_sequences == 1
     results, prefill_s, decode_s, new_tokens = [], 0.0, 0.0, 0
-    for prompt in prompts:
-        stream = model.stream(prompt, config)
-        if not args.json:
+    for i, prompt in enumerate(prompts):
+        seed = None if args.seed is None else args.seed + i  # each prompt its own reproducible stream
+        if streaming:
+            stream = model.stream(prompt, config, seed=seed)
             sys.stdout.write(prompt)
             for delta in stream:
                 sys.stdout.write(delta)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+            completion = stream.completion
         else:
-            for _ in stream:
-                pass
-        c = stream.completion
-        results.append(
-            {
-                "prompt": prompt,
-                "sequences": [{"token_ids": c.token_ids, "text": c.text, "finish_reason": c.finish_reason}],
-            }
-        )
-        prefill_s += c.timing.prefill_s
-        decode_s += c.timing.decode_s
-        new_tokens += c.timing.new_tokens
+            completion = model.generate(prompt, config, seed=seed)
+            if not args.json:
+                for sequence in completion.sequences:
+                    print(prompt + sequence.text, end="\n\n" if len(completion.sequences) > 1 else "\n")
+        results.append({"prompt": prompt, "sequences": [_sequence_json(s, model.tokenizer) for s in completion.sequences]})
+        prefill_s += completion.timing.prefill_s
+        decode_s += completion.timing.decode_s
+        new_tokens += completion.timing.new_tokens
     if args.json:
         timing = {"load_s": load_s, "prefill_s": prefill_s, "decode_s": decode_s, "new_tokens": new_tokens}
         print(json.dumps({"provider": model.provider, "provider_note": model.provider_note, "results": results, "timing": timing}))
+    return 0
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    texts = _read_texts(args.texts)
+    model, load_s = _load(args)
+    started = time.perf_counter()
+    scores = model.score(texts, stride=args.stride)
+    score_s = time.perf_counter() - started
+    if args.json:
+        results = [{"text": s.text, "token_count": s.token_count, "logprob": s.logprob, "perplexity": s.perplexity} for s in scores]
+        print(json.dumps({"provider": model.provider, "results": results, "timing": {"load_s": load_s, "score_s": score_s}}))
+    else:
+        for s in scores:
+            excerpt = s.text if len(s.text) <= 40 else s.text[:37] + "..."
+            print(f"perplexity {s.perplexity:12.3f}  logprob {s.logprob:12.3f}  tokens {s.token_count:6d}  {excerpt!r}")
     return 0
 
 
@@ -106,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     export_cli.add_parser(subparsers)
     _add_generate_parser(subparsers)
+    _add_score_parser(subparsers)
     return parser
 
 

@@ -2,55 +2,122 @@
 
 A model's generation_config.json gives its defaults; call arguments override
 them, as in `transformers.GenerationConfig` and `model.generate(**kwargs)`.
+Three settings are not Hugging Face's: `presence_penalty` and
+`frequency_penalty` (OpenAI's and llama.cpp's), and `logprobs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .errors import UsageError
 
+EARLY_STOPPING = (True, False, "never")
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode. Field names and defaults are Hugging Face's."""
+    """How to decode. Field names, meanings and defaults are Hugging Face's unless noted."""
 
+    # Length
     max_length: int = 20  # prompt + new tokens; used only when max_new_tokens is None
     max_new_tokens: int | None = None  # new tokens to make at most; overrides max_length
-    do_sample: bool = False  # sample from the distribution instead of searching (decoding issue)
-    num_beams: int = 1  # beams for beam search; 1 means no beam search (decoding issue)
-    temperature: float = 1.0  # divides logits before sampling (used with do_sample)
-    top_k: int = 50  # keep the k most likely tokens before sampling; 0 disables (used with do_sample)
-    top_p: float = 1.0  # keep the smallest set with this much probability (used with do_sample)
+    min_length: int = 0  # eos is banned while prompt + new tokens are fewer
+    min_new_tokens: int | None = None  # eos is banned while fewer new tokens were made
+    stop_strings: tuple[str, ...] = ()  # stop when the text contains one; the text is cut just before it
+    # Strategy
+    do_sample: bool = False  # sample from the distribution instead of choosing the most likely token
+    num_beams: int = 1  # beams for beam search; 1 means no beam search
+    num_return_sequences: int = 1  # sequences returned per prompt (<= num_beams for beam search)
+    # Beam search
+    length_penalty: float = 1.0  # beam scores are sum(logprobs) / length ** length_penalty
+    early_stopping: bool | str = False  # True: stop at num_beams finished; False: heuristic; "never": canonical
+    # Sampling warpers (used only with do_sample)
+    temperature: float = 1.0  # divides the scores: < 1 sharper, > 1 flatter
+    top_k: int = 50  # keep the k most likely tokens; 0 disables
+    top_p: float = 1.0  # keep the most likely tokens holding this much probability
+    min_p: float | None = None  # keep tokens at least this fraction as likely as the top one
+    typical_p: float = 1.0  # keep the most typical tokens holding this much probability
+    # Logits processors (greedy, sampling and beams)
+    repetition_penalty: float = 1.0  # > 1 discourages every token already in the text
+    presence_penalty: float = 0.0  # (OpenAI) subtracted once from each token generated so far
+    frequency_penalty: float = 0.0  # (OpenAI) subtracted per time a token was generated so far
+    no_repeat_ngram_size: int = 0  # no n-gram of this size appears twice; 0 disables
+    bad_words_ids: tuple[tuple[int, ...], ...] | None = None  # token sequences that must never be generated
+    # Special tokens
     eos_token_id: int | tuple[int, ...] | None = None  # generation stops after any of these
     pad_token_id: int | None = None  # fills finished rows of a batch; eos when unset
     bos_token_id: int | None = None  # the prompt for an empty prompt
+    # Output (gpt2onnx)
+    logprobs: int | None = None  # report each token's log-probability and this many top alternatives
 
     def __post_init__(self) -> None:
-        if isinstance(self.eos_token_id, list):
-            object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
+        def tupled(value):
+            return tuple(value) if isinstance(value, list) else value
+
+        object.__setattr__(self, "eos_token_id", tupled(self.eos_token_id))
+        if isinstance(self.stop_strings, str):
+            object.__setattr__(self, "stop_strings", (self.stop_strings,))
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
+        if self.bad_words_ids is not None:
+            object.__setattr__(self, "bad_words_ids", tuple(tuple(seq) for seq in self.bad_words_ids))
         self._validate()
 
     def _validate(self) -> None:
-        def positive_int(name: str, value, allow_none: bool = False, minimum: int = 1) -> None:
+        def integer(name: str, minimum: int, allow_none: bool = False) -> None:
+            value = getattr(self, name)
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
-        positive_int("max_length", self.max_length)
-        positive_int("max_new_tokens", self.max_new_tokens, allow_none=True, minimum=0)
-        positive_int("num_beams", self.num_beams)
-        positive_int("top_k", self.top_k, minimum=0)
-        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise UsageError(f"temperature must be > 0, got {self.temperature!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise UsageError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.do_sample:
-            raise UsageError("do_sample=True is not supported yet: this version decodes greedily (do_sample=False)")
-        if self.num_beams != 1:
-            raise UsageError("num_beams > 1 is not supported yet: this version decodes greedily (num_beams=1)")
+        def number(name: str, low: float, high: float, low_open: bool = False, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low) and value <= high
+            if not ok:
+                bracket = "(" if low_open else "["
+                raise UsageError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
+
+        integer("max_length", 1)
+        integer("max_new_tokens", 0, allow_none=True)
+        integer("min_length", 0)
+        integer("min_new_tokens", 0, allow_none=True)
+        integer("num_beams", 1)
+        integer("num_return_sequences", 1)
+        integer("top_k", 0)
+        integer("no_repeat_ngram_size", 0)
+        integer("logprobs", 0, allow_none=True)
+        number("temperature", 0, math.inf, low_open=True)
+        number("top_p", 0, 1, low_open=True)
+        number("min_p", 0, 1, allow_none=True)
+        number("typical_p", 0, 1, low_open=True)
+        number("repetition_penalty", 0, math.inf, low_open=True)
+        number("presence_penalty", -2, 2)
+        number("frequency_penalty", -2, 2)
+        number("length_penalty", -math.inf, math.inf)
+        if self.early_stopping not in EARLY_STOPPING or not isinstance(self.early_stopping, (bool, str)):
+            raise UsageError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        if not isinstance(self.do_sample, bool):
+            raise UsageError(f"do_sample must be True or False, got {self.do_sample!r}")
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise UsageError("stop_strings must be non-empty strings")
+        if self.bad_words_ids is not None and any(
+            not seq or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in seq) for seq in self.bad_words_ids
+        ):
+            raise UsageError("bad_words_ids must be a list of non-empty lists of token ids")
+        if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
+            raise UsageError("num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy search gives one sequence")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
+        if self.num_beams > 1 and self.do_sample:
+            raise UsageError("beam sampling (do_sample=True with num_beams > 1) is not supported: choose one")
+        if self.num_beams > 1 and self.stop_strings:
+            raise UsageError("stop_strings are not supported with beam search: use eos_token_id, or num_beams=1")
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
@@ -58,6 +125,11 @@ class GenerationConfig:
         if self.eos_token_id is None:
             return ()
         return self.eos_token_id if isinstance(self.eos_token_id, tuple) else (self.eos_token_id,)
+
+    @property
+    def pad(self) -> int:
+        """The token that fills finished rows: pad_token_id, else the first eos, else 0."""
+        return self.pad_token_id if self.pad_token_id is not None else (self.eos_token_ids or (0,))[0]
 
     def new_token_budget(self, prompt_length: int) -> int:
         """How many new tokens max_new_tokens / max_length allow after a prompt of this length."""

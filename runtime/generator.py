@@ -1,25 +1,28 @@
-"""The step API: append_tokens -> generate_next_token ... until is_done.
+"""The step API for greedy search and sampling: append_tokens ->
+generate_next_token ... until is_done.
 
-A Generator drives one DecoderSession for one batch: it prefills the prompts,
-keeps the KV cache, hands each step's logits to the search and feeds the chosen
-tokens back. The CLI, the streaming API and the benchmarks all run on it.
+A Generator drives one DecoderSession for one batch of rows: it prefills the
+prompts (left-padded), keeps the KV cache, runs each step's logits through the
+processors and the sampler, and feeds the chosen tokens back. The CLI, the
+streaming API, the app and the benchmarks all run on it (or on BeamSearch,
+its beam-search twin).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from . import search
+from . import processors, sampling, warpers
 from .config import GenerationConfig
 from .errors import UsageError
 from .kv_cache import KVCache
 from .session import DecoderSession
 
-EOS, LENGTH, CONTEXT = "eos", "length", "context"  # why a row stopped
+EOS, LENGTH, CONTEXT, STOP, CANCELLED = "eos", "length", "context", "stop", "cancelled"  # why a row stopped
 
 
 def run_step(session: DecoderSession, cache: KVCache, input_ids: np.ndarray, new_mask: np.ndarray) -> np.ndarray:
@@ -28,6 +31,32 @@ def run_step(session: DecoderSession, cache: KVCache, input_ids: np.ndarray, new
     logits, present = session.forward(input_ids, mask, positions, cache.past)
     cache.advance(mask, present)
     return logits
+
+
+def as_rows(ids: Sequence[Sequence[int]] | Sequence[int]) -> list[list[int]]:
+    """One list of ids per row; a flat list is one row."""
+    if len(ids) and np.ndim(ids[0]) == 0:
+        return [[int(t) for t in ids]]
+    return [[int(t) for t in row] for row in ids]
+
+
+def left_pad(rows: list[list[int]], pad: int, info) -> tuple[np.ndarray, np.ndarray]:
+    """Check prompt rows against the model and left-pad them: ids and mask, each [rows, width]."""
+    if not rows or any(len(row) == 0 for row in rows):
+        raise UsageError("a prompt has no tokens: give at least one token per row")
+    if any(not 0 <= t < info.vocab_size for row in rows for t in row):
+        raise UsageError(f"a token id is outside the vocabulary [0, {info.vocab_size})")
+    width = max(map(len, rows))
+    if width > info.n_positions:
+        raise UsageError(
+            f"the prompt is {width} tokens but the model's context (n_positions) is {info.n_positions}: shorten the prompt"
+        )
+    input_ids = np.full((len(rows), width), pad, np.int64)  # [rows, width]
+    mask = np.zeros((len(rows), width), np.int64)  # [rows, width]
+    for r, row in enumerate(rows):
+        input_ids[r, width - len(row) :] = row
+        mask[r, width - len(row) :] = 1
+    return input_ids, mask
 
 
 @dataclass
@@ -39,73 +68,103 @@ class Timing:
     new_tokens: int = 0  # steps taken (tokens made per row, padding included)
 
 
-class Generator:
-    """Decodes one batch of token sequences step by step with the KV cache."""
+@dataclass
+class TokenLogprobs:
+    """One generated token's log-probability under the model, and the top alternatives."""
 
-    def __init__(self, session: DecoderSession, config: GenerationConfig):
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)  # (token id, log-probability), most likely first
+
+
+class Generator:
+    """Greedy search or sampling over a batch of rows, one token per step.
+
+    Each prompt becomes `num_return_sequences` rows. Randomness comes only from
+    `rng` (a numpy Generator), used only when do_sample is set.
+    """
+
+    def __init__(self, session: DecoderSession, config: GenerationConfig, rng: np.random.Generator | None = None):
+        if config.num_beams > 1:
+            raise UsageError("num_beams > 1 needs BeamSearch, not Generator")
         self.session = session
         self.config = config
+        self.rng = rng if rng is not None else np.random.default_rng()
         self.timing = Timing()
-        self.sequences: np.ndarray | None = None  # int64 [batch, prompt + new], left-padded
+        self.sequences: np.ndarray | None = None  # int64 [rows, prompt + new], left-padded
         self.finish_reasons: list[str | None] = []  # per row; None while running
+        self.logprobs: list[list[TokenLogprobs]] = []  # per row, when config.logprobs is set
         self._cache: KVCache | None = None
-        self._logits: np.ndarray | None = None  # [batch, vocab]: scores for the next choice
-        self._pending: np.ndarray | None = None  # [batch]: chosen, not yet run through the model
+        self._logits: np.ndarray | None = None  # [rows, vocab]: scores for the next choice
+        self._pending: np.ndarray | None = None  # [rows]: chosen, not yet run through the model
+        self._starts: np.ndarray | None = None  # [rows]: index of each row's first real token
         self._prompt_length = 0
         self._budget = 0
         self._eos = np.array(config.eos_token_ids, np.int64)
-        pad = config.pad_token_id if config.pad_token_id is not None else (config.eos_token_ids or (0,))[0]
-        self._pad = np.int64(pad)
+        self._pad = np.int64(config.pad)
+        self._uses_processors = bool(
+            config.repetition_penalty != 1.0
+            or config.presence_penalty
+            or config.frequency_penalty
+            or config.no_repeat_ngram_size
+            or config.bad_words_ids
+            or config.min_length
+            or config.min_new_tokens
+        )
+
+    @property
+    def rows_per_prompt(self) -> int:
+        return self.config.num_return_sequences
 
     def append_tokens(self, ids: Sequence[Sequence[int]] | Sequence[int]) -> None:
-        """Run prompt tokens through the model: one list per row, or a single list for one row.
+        """Run the prompts through the model: one list of ids per prompt (or one flat list).
 
         Rows of different lengths are left-padded. Must come before generate_next_token.
         """
         if self._cache is not None:
             raise RuntimeError("append_tokens after generation started is not supported")
-        rows = [list(ids)] if len(ids) and np.ndim(ids[0]) == 0 else [list(row) for row in ids]
-        if not rows or any(len(row) == 0 for row in rows):
-            raise UsageError("a prompt has no tokens: give at least one token per row")
-        vocab = self.session.info.vocab_size
-        if any(not 0 <= int(t) < vocab for row in rows for t in row):
-            raise UsageError(f"a token id is outside the vocabulary [0, {vocab})")
-        width, n_positions = max(map(len, rows)), self.session.info.n_positions
-        if width > n_positions:
-            raise UsageError(
-                f"the prompt is {width} tokens but the model's context (n_positions) is {n_positions}: shorten the prompt"
-            )
+        rows = [row for row in as_rows(ids) for _ in range(self.rows_per_prompt)]
+        input_ids, new_mask = left_pad(rows, int(self._pad), self.session.info)
         start = time.perf_counter()
-        input_ids = np.full((len(rows), width), self._pad, np.int64)  # [batch, width]
-        new_mask = np.zeros((len(rows), width), np.int64)  # [batch, width]
-        for r, row in enumerate(rows):
-            input_ids[r, width - len(row) :] = row
-            new_mask[r, width - len(row) :] = 1
         self._cache = KVCache(self.session.empty_past(len(rows)))
-        self._logits = self._forward(input_ids, new_mask)
+        self._logits = run_step(self.session, self._cache, input_ids, new_mask)[:, -1, :]  # [rows, vocab]
         self.sequences = input_ids
+        self._starts = input_ids.shape[1] - new_mask.sum(axis=1)
         self.finish_reasons = [None] * len(rows)
-        self._prompt_length = width
-        self._budget = self.config.new_token_budget(width)
+        self._ended_at = [None] * len(rows)  # per row: tokens made when it stopped
+        self.logprobs = [[] for _ in rows]
+        self._prompt_length = input_ids.shape[1]
+        self._budget = self.config.new_token_budget(self._prompt_length)
         if self._budget == 0:
-            self.finish_reasons = [LENGTH] * len(rows)
+            for r in range(len(rows)):
+                self.finish_row(r, LENGTH)
         self.timing.prefill_s += time.perf_counter() - start
 
-    def _forward(self, input_ids: np.ndarray, new_mask: np.ndarray) -> np.ndarray:
-        """Run new tokens [batch, seq]; return the last position's logits [batch, vocab]."""
-        return run_step(self.session, self._cache, input_ids, new_mask)[:, -1, :]
+    def _history(self) -> processors.History:
+        tokens = [self.sequences[r, s:] for r, s in enumerate(self._starts)]
+        return processors.History(tokens, self.timing.new_tokens, self.sequences.shape[1])
+
+    def _choose(self, logits: np.ndarray) -> np.ndarray:
+        """Processors, then (when sampling) warpers and a draw: logits [rows, vocab] -> ids [rows]."""
+        scores = processors.process(logits, self._history(), self.config) if self._uses_processors else logits
+        if not self.config.do_sample:
+            return sampling.greedy(scores)
+        return sampling.sample(warpers.warp(scores, self.config), self.rng)
 
     def generate_next_token(self) -> np.ndarray:
-        """Choose one token per row (pad for rows already finished) and return them [batch]."""
+        """Choose one token per row (pad for rows already finished) and return them [rows]."""
         if self._cache is None:
             raise RuntimeError("call append_tokens before generate_next_token")
         if self.is_done():
             raise RuntimeError("generation is done: check is_done() before generate_next_token")
         start = time.perf_counter()
         if self._pending is not None:
-            self._logits = self._forward(self._pending[:, None], np.ones((len(self._pending), 1), np.int64))
-        running = np.array([reason is None for reason in self.finish_reasons])  # [batch]
-        tokens = np.where(running, search.greedy(self._logits), self._pad)  # [batch]
+            ones = np.ones((len(self._pending), 1), np.int64)
+            self._logits = run_step(self.session, self._cache, self._pending[:, None], ones)[:, -1, :]
+        running = np.array([reason is None for reason in self.finish_reasons])  # [rows]
+        tokens = np.where(running, self._choose(self._logits), self._pad)  # [rows]
+        if self.config.logprobs is not None:
+            self._record_logprobs(tokens, running)
         self.sequences = np.concatenate([self.sequences, tokens[:, None]], axis=1)
         self.timing.new_tokens += 1
         self._update_finished(tokens, running)
@@ -113,29 +172,43 @@ class Generator:
         self.timing.decode_s += time.perf_counter() - start
         return tokens
 
+    def _record_logprobs(self, tokens: np.ndarray, running: np.ndarray) -> None:
+        chosen, top_ids, top_logp = sampling.logprobs(self._logits, tokens, self.config.logprobs)
+        for r in np.flatnonzero(running):
+            top = list(zip(top_ids[r].tolist(), top_logp[r].tolist()))
+            self.logprobs[r].append(TokenLogprobs(int(tokens[r]), float(chosen[r]), top))
+
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
         hit_eos = running & np.isin(tokens, self._eos)
         out_of_context = self._cache.length >= self.session.info.n_positions  # no slot left to feed a token
         for r in np.flatnonzero(running):
             if hit_eos[r]:
-                self.finish_reasons[r] = EOS
+                self.finish_row(r, EOS)
             elif self.timing.new_tokens >= self._budget:
-                self.finish_reasons[r] = LENGTH
+                self.finish_row(r, LENGTH)
             elif out_of_context:
-                self.finish_reasons[r] = CONTEXT
+                self.finish_row(r, CONTEXT)
+
+    def finish_row(self, row: int, reason: str) -> None:
+        """Stop one row from outside (a stop string, a cancel): it gets padding from now on."""
+        if self.finish_reasons[row] is None:
+            self.finish_reasons[row] = reason
+            self._ended_at[row] = self.timing.new_tokens
+
+    def cancel(self) -> None:
+        """Stop every running row now."""
+        for row in range(len(self.finish_reasons)):
+            self.finish_row(row, CANCELLED)
 
     def is_done(self) -> bool:
-        """True once every row has stopped (eos, token budget, or context full)."""
+        """True once every row has stopped (eos, token budget, context full, or finished from outside)."""
         return self._cache is not None and all(reason is not None for reason in self.finish_reasons)
 
     def get_next_tokens(self) -> np.ndarray:
-        """The tokens chosen by the last generate_next_token [batch]."""
+        """The tokens chosen by the last generate_next_token [rows]."""
         return self.sequences[:, -1]
 
-    def generated_ids(self, row: int = 0) -> list[int]:
-        """Row `row`'s new token ids, up to and including its eos, without trailing padding."""
-        new = self.sequences[row, self._prompt_length :].tolist()
-        if self.finish_reasons[row] == EOS:
-            hits = np.flatnonzero(np.isin(new, self._eos))
-            new = new[: int(hits[0]) + 1]
-        return new
+    def generated_ids(self, row: int) -> list[int]:
+        """Row `row`'s new token ids up to where it stopped (its eos included), without padding."""
+        end = self._ended_at[row] if self._ended_at[row] is not None else self.timing.new_tokens
+        return self.sequences[row, self._prompt_length : self._prompt_length + end].tolist()

@@ -2,83 +2,56 @@
 
 `load(folder)` checks the manifest and the graph, opens the session on the
 requested provider and reads the model's generation defaults. `stream()` yields
-text deltas as tokens are made; `generate()` runs the same stream to the end.
+text deltas as tokens are made; `generate()` runs the same Run to the end.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
-from . import contract
+import numpy as np
+
+from . import contract, scoring
 from .config import GenerationConfig
-from .detokenizer import StreamDecoder
+from .beam_search import BeamSearch
 from .errors import ModelLoadError, UsageError
-from .generator import Generator, Timing
+from .generator import Generator
 from .manifest import model_info, read_manifest, verify_files
+from .run import Completion, Run
+from .scoring import Score
 from .session import DecoderSession
 from .tokenizer import Tokenizer
 
 
-@dataclass
-class Completion:
-    """One prompt's result."""
-
-    prompt: str
-    prompt_token_ids: list[int]  # what the model saw: the bos token for an empty prompt
-    token_ids: list[int] = field(default_factory=list)  # generated ids only, eos included if reached
-    text: str = ""  # the text of token_ids (special tokens skipped)
-    finish_reason: str | None = None  # "eos", "length" (max_new_tokens) or "context" (n_positions reached)
-    timing: Timing = field(default_factory=Timing)
-
-
 class CompletionStream:
-    """Iterates the text deltas of one completion; `.completion` holds the result.
+    """Iterates the text deltas of one prompt's completion; `.completion` holds the result.
 
-    Generation happens as you iterate: stop iterating (or call close()) to cancel
+    Generation happens as you iterate: stop iterating and call close() to cancel
     after the current token.
     """
 
-    def __init__(self, model: Model, prompt: str, config: GenerationConfig):
-        ids = model.encode_prompt(prompt)
-        self.completion = Completion(prompt=prompt, prompt_token_ids=ids)
-        self._generator = Generator(model.session, config)
-        self._decoder = StreamDecoder(model.tokenizer)
-        self._generator.append_tokens(ids)
-        self.completion.timing = self._generator.timing
-        self._closed = False
+    def __init__(self, run: Run):
+        self._run = run
+        self._deltas = run.deltas()
+        self.completion: Completion | None = None
 
     def __iter__(self) -> CompletionStream:
         return self
 
     def __next__(self) -> str:
-        while not self._closed:
-            if self._generator.is_done():
-                self._finish()
-                delta = self._decoder.flush()
-                if delta:
-                    self.completion.text += delta
-                    return delta
-                break
-            token = int(self._generator.generate_next_token()[0])
-            delta = self._decoder.push(token)  # special tokens such as eos decode to ""
-            if delta:
-                self.completion.text += delta
-                return delta
+        for _, delta in self._deltas:
+            return delta
+        self.completion = self._run.completions()[0]
         raise StopIteration
 
-    def _finish(self) -> None:
-        self._closed = True
-        self.completion.token_ids = self._generator.generated_ids(0)
-        self.completion.finish_reason = self._generator.finish_reasons[0]
-
     def close(self) -> None:
-        """Stop generating; `.completion` keeps what was made so far."""
-        if not self._closed:
-            self.completion.text += self._decoder.flush()
-            self._finish()
-            self.completion.finish_reason = self.completion.finish_reason or "cancelled"
+        """Cancel: stop after the current token; `.completion` keeps what was made."""
+        if self.completion is None:
+            self._run.cancel()
+            for _ in self:
+                pass
 
 
 class Model:
@@ -135,20 +108,41 @@ class Model:
         """The model's defaults (or `config`) with `kwargs` applied, as `model.generate(**kwargs)` does."""
         return (config or self.generation_config).update(**kwargs)
 
-    def generator(self, config: GenerationConfig | None = None, **kwargs) -> Generator:
-        """A step-API Generator on this model's session."""
-        return Generator(self.session, self.config(config, **kwargs))
+    def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Generator | BeamSearch:
+        """A step-API search on this model's session: BeamSearch when num_beams > 1, else Generator."""
+        config = self.config(config, **kwargs)
+        if config.num_beams > 1:
+            return BeamSearch(self.session, config)
+        return Generator(self.session, config, np.random.default_rng(seed))
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None, **kwargs) -> CompletionStream:
-        """Text deltas of the completion of `prompt`, yielded as they are made."""
-        return CompletionStream(self, prompt, self.config(config, **kwargs))
+    def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> CompletionStream:
+        """Text deltas of the completion of `prompt`, yielded as they are made (greedy or sampling)."""
+        config = self.config(config, **kwargs)
+        if config.num_beams > 1 or config.num_return_sequences > 1:
+            raise UsageError("stream() gives one sequence: use generate() for beam search or num_return_sequences > 1")
+        return CompletionStream(Run(self, [prompt], config, np.random.default_rng(seed)))
 
-    def generate(self, prompt: str, config: GenerationConfig | None = None, **kwargs) -> Completion:
-        """The completion of `prompt` (the stream, run to the end)."""
-        stream = self.stream(prompt, config, **kwargs)
-        for _ in stream:
+    @overload
+    def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Completion: ...
+    @overload
+    def generate(self, prompt: list[str], config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> list[Completion]: ...
+
+    def generate(self, prompt, config=None, *, seed=None, **kwargs):
+        """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, left-padded
+        into one batch). `seed` makes sampling reproducible."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise UsageError("no prompts given")
+        run = Run(self, prompts, self.config(config, **kwargs), np.random.default_rng(seed))
+        for _ in run.deltas():
             pass
-        return stream.completion
+        completions = run.completions()
+        return completions[0] if isinstance(prompt, str) else completions
+
+    def score(self, texts: list[str], stride: int | None = None) -> list[Score]:
+        """Teacher-forced log-probability and perplexity of each text (batched; a sliding
+        window of n_positions tokens every `stride` for texts longer than the context)."""
+        return scoring.score(self, texts, stride)
 
 
 def load(folder: str | Path, provider: str = "auto", verify: bool = True, threads: int | None = None) -> Model:

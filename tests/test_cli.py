@@ -90,3 +90,76 @@ def test_version_and_help():
     assert run_cli("--version").stdout.startswith("gpt2onnx ")
     help_text = run_cli("--help").stdout
     assert "export" in help_text and "generate" in help_text
+
+
+def test_generation_flags_carry_hf_names_to_the_api(model_dir):
+    from gpt2onnx.runtime import load
+
+    model = load(model_dir, provider="cpu")
+    beams = cli_json("generate", "--model", model_dir, "--json", "--max-new-tokens", "8", "--num-beams", "3",
+                     "--num-return-sequences", "2", "--length-penalty", "0.5", "--early-stopping", "never", "Hello there")
+    want = model.generate("Hello there", max_new_tokens=8, num_beams=3, num_return_sequences=2, length_penalty=0.5, early_stopping="never")
+    got = beams["results"][0]["sequences"]
+    assert [s["token_ids"] for s in got] == [s.token_ids for s in want.sequences]
+    assert [s["score"] for s in got] == pytest.approx([s.score for s in want.sequences])
+    flags = ["--do-sample", "--seed", "7", "--temperature", "0.9", "--top-k", "20", "--top-p", "0.9", "--min-p", "0.01",
+             "--typical-p", "0.99", "--repetition-penalty", "1.1", "--presence-penalty", "0.1", "--frequency-penalty", "0.1",
+             "--no-repeat-ngram-size", "3", "--min-new-tokens", "2", "--max-new-tokens", "12"]
+    sampled = cli_json("generate", "--model", model_dir, "--json", *flags, "Hello there")
+    want = model.generate("Hello there", seed=7, do_sample=True, temperature=0.9, top_k=20, top_p=0.9, min_p=0.01, typical_p=0.99,
+                          repetition_penalty=1.1, presence_penalty=0.1, frequency_penalty=0.1, no_repeat_ngram_size=3,
+                          min_new_tokens=2, max_new_tokens=12)
+    assert sampled["results"][0]["sequences"][0]["token_ids"] == want.token_ids
+    again = cli_json("generate", "--model", model_dir, "--json", *flags, "Hello there")
+    assert again["results"] == sampled["results"]
+
+
+def test_logprobs_stop_and_bad_words_in_json(model_dir):
+    data = cli_json("generate", "--model", model_dir, "--json", "--max-new-tokens", "4", "--logprobs", "3", "Hello there")
+    (sequence,) = data["results"][0]["sequences"]
+    assert len(sequence["logprobs"]) == 4
+    for token_id, entry in zip(sequence["token_ids"], sequence["logprobs"]):
+        assert entry["token_id"] == token_id and entry["logprob"] <= 0 and isinstance(entry["text"], str)
+        assert len(entry["top"]) == 3 and entry["top"][0]["token_id"] == token_id  # greedy takes the top choice
+        assert {"token_id", "text", "logprob"} == set(entry["top"][0])
+    text = cli_json("generate", "--model", model_dir, "--json", "--max-new-tokens", "20", "Hello there")["results"][0]["sequences"][0]["text"]
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    stopped = cli_json("generate", "--model", model_dir, "--json", "--max-new-tokens", "20", "--stop", stop, "Hello there")
+    (sequence,) = stopped["results"][0]["sequences"]
+    assert sequence["finish_reason"] == "stop" and sequence["text"] == text[: text.find(stop)]
+    first_word = text.split()[0]
+    banned = cli_json("generate", "--model", model_dir, "--json", "--max-new-tokens", "20", "--bad-words", first_word, "Hello there")
+    assert first_word not in banned["results"][0]["sequences"][0]["text"].split()
+
+
+def test_score_command_matches_the_api(model_dir):
+    from gpt2onnx.runtime import load
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "Hello there, general Kenobi"]
+    data = cli_json("score", "--model", model_dir, "--json", *texts)
+    want = load(model_dir, provider="cpu").score(texts)
+    for got, score in zip(data["results"], want):
+        assert got["text"] == score.text and got["token_count"] == score.token_count
+        assert got["logprob"] == pytest.approx(score.logprob) and got["perplexity"] == pytest.approx(score.perplexity)
+    plain = run_cli("score", "--model", model_dir, "--provider", "cpu", *texts)
+    assert plain.returncode == 0 and plain.stdout.count("perplexity") == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--top-p", "0", "hi"], r"top_p must be in (0, 1], got 0.0"),
+        (["generate", "--temperature", "-1", "hi"], r"temperature must be in (0, inf], got -1.0"),
+        (["generate", "--num-return-sequences", "3", "hi"], "num_return_sequences > 1 needs do_sample=True or num_beams > 1"),
+        (["generate", "--num-beams", "2", "--num-return-sequences", "3", "hi"], "num_return_sequences (3) must be <= num_beams (2)"),
+        (["generate", "--early-stopping", "maybe", "hi"], "invalid choice: 'maybe'"),
+        (["generate", "--logprobs", "-1", "hi"], "logprobs must be an integer >= 0"),
+        (["score", "--provider", "cpu", "--stride", "0", "some text here"], "stride must be a whole number from 1"),
+        (["score", "--provider", "cpu", "a"], "scoring needs at least two tokens"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused(model_dir, args, message):
+    result = run_cli(args[0], "--model", model_dir, *args[1:])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

@@ -1,0 +1,113 @@
+"""Logits processors: pure functions that reshape next-token scores before a
+token is chosen, with Hugging Face's semantics, applied in the order its
+`generate` applies them (`process`).
+
+Each takes scores [rows, vocab] and what it needs of the tokens so far, and
+returns new scores; a banned token gets -inf. Nothing here keeps state or
+touches the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+NEG_INF = np.float32(-np.inf)
+
+
+@dataclass(frozen=True)
+class History:
+    """The tokens the processors may look at, per row."""
+
+    tokens: list[np.ndarray]  # per row: prompt + generated ids, left padding removed
+    new_tokens: int  # tokens generated so far (the same for every row)
+    length: int  # prompt + generated length with padding, as HF's input_ids.shape[-1]
+
+    def generated(self, row: int) -> np.ndarray:
+        """Row `row`'s generated ids."""
+        return self.tokens[row][len(self.tokens[row]) - self.new_tokens :]
+
+
+def repetition_penalty(scores: np.ndarray, history: History, penalty: float) -> np.ndarray:
+    """CTRL's penalty on every token already in the row (prompt included):
+    negative scores are multiplied by `penalty`, positive ones divided."""
+    out = scores.copy()
+    for row, tokens in enumerate(history.tokens):
+        seen = np.unique(tokens)
+        values = out[row, seen]
+        out[row, seen] = np.where(values < 0, values * penalty, values / penalty)
+    return out
+
+
+def presence_frequency_penalty(scores: np.ndarray, history: History, presence: float, frequency: float) -> np.ndarray:
+    """OpenAI's penalties (llama.cpp has them too; HF does not): subtract `presence`
+    once from every token generated so far and `frequency` per time it was generated.
+    The prompt does not count."""
+    out = scores.copy()
+    for row in range(out.shape[0]):
+        ids, counts = np.unique(history.generated(row), return_counts=True)
+        out[row, ids] -= np.float32(presence) + np.float32(frequency) * counts.astype(np.float32)
+    return out
+
+
+def banned_ngram_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
+    """Tokens that would repeat an n-gram of `tokens`: those that followed an earlier
+    occurrence of the last n-1 tokens."""
+    if len(tokens) < n:  # not one whole n-gram yet
+        return np.empty(0, np.int64)
+    if n == 1:
+        return np.unique(tokens)
+    windows = sliding_window_view(tokens[:-1], n - 1)  # [len - n + 1, n - 1]: every earlier (n-1)-gram
+    follows = np.all(windows == tokens[len(tokens) - n + 1 :], axis=1)  # [len - n + 1]
+    return tokens[np.flatnonzero(follows) + n - 1]
+
+
+def no_repeat_ngram(scores: np.ndarray, history: History, n: int) -> np.ndarray:
+    """Ban any token that would make an n-gram appear twice in the row (prompt included)."""
+    out = scores.copy()
+    for row, tokens in enumerate(history.tokens):
+        out[row, banned_ngram_tokens(tokens, n)] = NEG_INF
+    return out
+
+
+def bad_words(scores: np.ndarray, history: History, bad_words_ids: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """Ban the last token of each bad sequence when the row ends with the rest of it
+    (a one-token sequence is always banned)."""
+    out = scores.copy()
+    for row, tokens in enumerate(history.tokens):
+        for sequence in bad_words_ids:
+            prefix = sequence[:-1]
+            if len(tokens) >= len(prefix) and tuple(tokens[len(tokens) - len(prefix) :]) == prefix:
+                out[row, sequence[-1]] = NEG_INF
+    return out
+
+
+def min_length(scores: np.ndarray, eos_token_ids: tuple[int, ...], too_short: bool) -> np.ndarray:
+    """Ban eos while the sequence is still too short."""
+    if not too_short or not eos_token_ids:
+        return scores
+    out = scores.copy()
+    out[:, list(eos_token_ids)] = NEG_INF
+    return out
+
+
+def process(scores: np.ndarray, history: History, config) -> np.ndarray:
+    """Every logits processor the config asks for, in HF generate's order
+    (OpenAI's penalties right after HF's repetition penalty)."""
+    if config.repetition_penalty != 1.0:
+        scores = repetition_penalty(scores, history, config.repetition_penalty)
+    if config.presence_penalty or config.frequency_penalty:
+        scores = presence_frequency_penalty(scores, history, config.presence_penalty, config.frequency_penalty)
+    if config.no_repeat_ngram_size:
+        scores = no_repeat_ngram(scores, history, config.no_repeat_ngram_size)
+    if config.bad_words_ids:
+        # As HF does, a bad "word" that is just eos is ignored: it would forbid stopping.
+        banned = tuple(s for s in config.bad_words_ids if not (len(s) == 1 and s[0] in config.eos_token_ids))
+        scores = bad_words(scores, history, banned)
+    if config.min_length:
+        scores = min_length(scores, config.eos_token_ids, history.length < config.min_length)
+    if config.min_new_tokens:
+        scores = min_length(scores, config.eos_token_ids, history.new_tokens < config.min_new_tokens)
+    return scores

@@ -1,0 +1,47 @@
+"""Choosing tokens from processed scores, and reporting log-probabilities.
+
+Stateless: randomness comes in as a numpy Generator, so a seed reproduces a run
+on any platform. Scores in, token ids out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .warpers import log_softmax, softmax
+
+
+def greedy(scores: np.ndarray) -> np.ndarray:
+    """The highest-scoring token per row: scores [rows, vocab] -> ids [rows].
+
+    np.argmax takes the first maximum on ties, as torch.argmax does.
+    """
+    return np.argmax(scores, axis=-1).astype(np.int64)  # [rows]
+
+
+def sample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One token per row drawn from softmax(scores): scores [rows, vocab] -> ids [rows].
+
+    Only finite scores can be drawn; one uniform number per row, by inverse CDF.
+    """
+    uniforms = rng.random(scores.shape[0])  # [rows]
+    tokens = np.empty(scores.shape[0], np.int64)  # [rows]
+    for row, u in enumerate(uniforms):
+        ids = np.flatnonzero(np.isfinite(scores[row]))
+        cdf = np.cumsum(softmax(scores[row, ids].astype(np.float64)))
+        tokens[row] = ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)]
+    return tokens
+
+
+def logprobs(logits: np.ndarray, chosen: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's own log-probabilities (raw logits, before any processor or warper):
+    of each row's chosen token [rows], and the top_n tokens' ids and log-probabilities [rows, top_n],
+    most likely first."""
+    logp = log_softmax(logits.astype(np.float32))  # [rows, vocab]
+    chosen_logp = logp[np.arange(len(chosen)), chosen]  # [rows]
+    if top_n == 0:
+        return chosen_logp, np.empty((len(chosen), 0), np.int64), np.empty((len(chosen), 0), np.float32)
+    top = np.argpartition(logp, -top_n, axis=-1)[:, -top_n:]  # [rows, top_n], unordered
+    order = np.argsort(-np.take_along_axis(logp, top, axis=-1), axis=-1, kind="stable")
+    top_ids = np.take_along_axis(top, order, axis=-1)  # [rows, top_n]
+    return chosen_logp, top_ids, np.take_along_axis(logp, top_ids, axis=-1)
