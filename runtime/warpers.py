@@ -49,16 +49,27 @@ def top_p(scores: np.ndarray, p: float, min_tokens_to_keep: int = 1) -> np.ndarr
     """Nucleus: keep the most likely tokens until their probability reaches `p`.
 
     HF's rule: sort ascending, drop tokens whose cumulative probability is <= 1 - p,
-    always keeping the `min_tokens_to_keep` most likely.
+    always keeping the `min_tokens_to_keep` most likely. Only the top of the
+    distribution is sorted: the smallest top set holding >= p of the mass
+    (tried at growing sizes) decides, and everything below it is dropped.
     """
     out = scores.copy()
     for row in range(scores.shape[0]):
         ids = _candidates(scores, row)
-        values = scores[row, ids]
-        order = np.argsort(values, kind="stable")  # ascending, as HF sorts
-        cumulative = np.cumsum(softmax(values[order].astype(np.float32)))
+        values = scores[row, ids].astype(np.float32)  # [candidates]
+        probs = softmax(values)
+        region, below = np.arange(len(ids)), np.empty(0, np.int64)
+        for size in (256, 4096):
+            if size < len(ids):
+                top = np.argpartition(values, -size)[-size:]
+                if probs[top].sum(dtype=np.float64) >= p:
+                    region, below = top, np.setdiff1d(region, top, assume_unique=True)
+                    break
+        order = region[np.argsort(values[region], kind="stable")]  # ascending by score, as HF sorts
+        cumulative = probs[below].sum(dtype=np.float32) + np.cumsum(probs[order])
         remove = cumulative <= 1 - p
-        remove[len(remove) - min_tokens_to_keep :] = False
+        remove[max(len(remove) - min_tokens_to_keep, 0) :] = False
+        out[row, ids[below]] = NEG_INF
         out[row, ids[order[remove]]] = NEG_INF
     return out
 
@@ -70,8 +81,8 @@ def min_p(scores: np.ndarray, p: float, min_tokens_to_keep: int = 1) -> np.ndarr
         ids = _candidates(scores, row)
         probs = softmax(scores[row, ids])
         remove = probs < p * probs.max()
-        keep_first = np.argsort(-scores[row, ids], kind="stable")[:min_tokens_to_keep]
-        remove[keep_first] = False
+        keep = min(min_tokens_to_keep, len(ids))
+        remove[np.argpartition(-scores[row, ids], keep - 1)[:keep]] = False  # the most likely always stay
         out[row, ids[remove]] = NEG_INF
     return out
 
@@ -83,7 +94,7 @@ def typical_p(scores: np.ndarray, mass: float, min_tokens_to_keep: int = 1) -> n
     for row in range(scores.shape[0]):
         ids = _candidates(scores, row)
         logp = log_softmax(scores[row, ids])
-        entropy = -(logp * np.exp(logp)).sum()
+        entropy = -np.nansum(logp * np.exp(logp))  # nansum as HF: 0 * -inf terms drop out
         shifted = np.abs(-logp - entropy)
         order = np.argsort(shifted, kind="stable")  # most typical first
         cumulative = np.cumsum(softmax(scores[row, ids[order]]))
