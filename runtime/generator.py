@@ -149,7 +149,7 @@ class Generator:
         scores = processors.process(logits, self._history(), self.config) if self._uses_processors else logits
         if not self.config.do_sample:
             return sampling.greedy(scores)
-        return sampling.sample(warpers.warp(scores, self.config), self.rng)
+        return sampling.sample_rows(warpers.warp_rows(scores, self.config), self.rng)
 
     def generate_next_token(self) -> np.ndarray:
         """Choose one token per row (pad for rows already finished) and return them [rows]."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .warpers import log_softmax, softmax
+from .warpers import Candidates, log_softmax, softmax
 
 
 def greedy(scores: np.ndarray) -> np.ndarray:
@@ -19,18 +19,27 @@ def greedy(scores: np.ndarray) -> np.ndarray:
     return np.argmax(scores, axis=-1).astype(np.int64)  # [rows]
 
 
+def sample_rows(rows: list[Candidates], rng: np.random.Generator) -> np.ndarray:
+    """One token per row drawn from softmax over that row's candidates (ids, scores) -> ids [rows].
+
+    One uniform number per row, by inverse CDF, in row order: the seed decides every draw.
+    """
+    uniforms = rng.random(len(rows))  # [rows]
+    tokens = np.empty(len(rows), np.int64)  # [rows]
+    for r, ((ids, values), u) in enumerate(zip(rows, uniforms)):
+        cdf = np.cumsum(softmax(values.astype(np.float64)))
+        tokens[r] = ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)]
+    return tokens
+
+
 def sample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One token per row drawn from softmax(scores): scores [rows, vocab] -> ids [rows].
-
-    Only finite scores can be drawn; one uniform number per row, by inverse CDF.
-    """
-    uniforms = rng.random(scores.shape[0])  # [rows]
-    tokens = np.empty(scores.shape[0], np.int64)  # [rows]
-    for row, u in enumerate(uniforms):
-        ids = np.flatnonzero(np.isfinite(scores[row]))
-        cdf = np.cumsum(softmax(scores[row, ids].astype(np.float64)))
-        tokens[row] = ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)]
-    return tokens
+    Only finite scores can be drawn."""
+    rows = []
+    for row in scores:
+        ids = np.flatnonzero(np.isfinite(row))
+        rows.append((ids, row[ids]))
+    return sample_rows(rows, rng)
 
 
 def logprobs(logits: np.ndarray, chosen: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,10 +1,12 @@
-"""Sampling warpers: pure functions that cut the next-token distribution down
-before sampling, with Hugging Face's semantics (ties, min_tokens_to_keep), in
-the order its `generate` applies them (`warp`).
+"""Sampling warpers: cut the next-token distribution down before sampling, with
+Hugging Face's semantics (ties, min_tokens_to_keep), in the order its
+`generate` applies them: temperature, top_k, top_p, min_p, typical_p.
 
-Each takes scores [rows, vocab] and returns new scores with the removed tokens
-at -inf. They use argpartition and work on the surviving candidates only, never
-a full sort of the vocabulary where a partial one will do.
+Each warper has a dense form, a pure function from scores [rows, vocab] to new
+scores with the removed tokens at -inf, and works inside on a row's surviving
+candidates only. `warp_rows` chains them in the sparse form the sampler uses:
+after top_k only a few dozen candidates are left, so each later step costs
+almost nothing, and the vocabulary is read only a handful of times a step.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 NEG_INF = np.float32(-np.inf)
+
+Candidates = tuple[np.ndarray, np.ndarray]  # a row's surviving (token ids, scores)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -26,6 +30,85 @@ def log_softmax(scores: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+# --- per-row rules on candidates: values [n] in, keep mask [n] out -------------------
+
+
+def _top_k_ids(row: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k highest scores of a row [vocab], and any tied with the k-th."""
+    k = min(k, row.shape[-1])
+    kth = np.partition(row, -k)[-k]
+    return np.flatnonzero(row >= kth)
+
+
+def _top_p_keep(values: np.ndarray, p: float, min_tokens_to_keep: int) -> np.ndarray:
+    """HF's nucleus rule: sort ascending, drop while the cumulative probability is <= 1 - p,
+    always keeping the `min_tokens_to_keep` most likely.
+
+    Only the top of the distribution is sorted: the smallest top set holding >= p
+    of the mass (tried at growing sizes) decides, and everything below it goes.
+    """
+    probs = softmax(values.astype(np.float32))  # [n]
+    keep = np.zeros(len(values), bool)
+    region, below = np.arange(len(values)), np.empty(0, np.int64)
+    for size in (256, 4096):
+        if size < len(values):
+            top = np.argpartition(values, -size)[-size:]
+            if probs[top].sum(dtype=np.float64) >= p:
+                region, below = top, np.setdiff1d(region, top, assume_unique=True)
+                break
+    order = region[np.argsort(values[region], kind="stable")]  # ascending by score, as HF sorts
+    cumulative = probs[below].sum(dtype=np.float32) + np.cumsum(probs[order])
+    remove = cumulative <= 1 - p
+    remove[max(len(remove) - min_tokens_to_keep, 0) :] = False
+    keep[order[~remove]] = True
+    return keep
+
+
+def _min_p_keep(values: np.ndarray, p: float, min_tokens_to_keep: int) -> np.ndarray:
+    """Keep tokens whose probability is at least `p` times the top token's."""
+    probs = softmax(values)
+    keep = probs >= p * probs.max()
+    n = min(min_tokens_to_keep, len(values))
+    keep[np.argpartition(-values, n - 1)[:n]] = True  # the most likely always stay
+    return keep
+
+
+def _typical_keep(values: np.ndarray, mass: float, min_tokens_to_keep: int) -> np.ndarray:
+    """Locally typical: keep the tokens whose surprise is closest to the entropy until
+    they hold `mass` of the probability."""
+    logp = log_softmax(values)
+    entropy = -np.nansum(logp * np.exp(logp))  # nansum as HF: 0 * -inf terms drop out
+    shifted = np.abs(-logp - entropy)
+    order = np.argsort(shifted, kind="stable")  # most typical first
+    cumulative = np.cumsum(softmax(values[order]))
+    last = min(int((cumulative < mass).sum()), len(order) - 1)
+    remove = shifted[order] > shifted[order[last]]
+    remove[:min_tokens_to_keep] = False
+    keep = np.zeros(len(values), bool)
+    keep[order[~remove]] = True
+    return keep
+
+
+# --- dense forms: scores [rows, vocab] -> scores [rows, vocab] -----------------------
+
+
+def _dense(scores: np.ndarray, rows: list[Candidates]) -> np.ndarray:
+    out = np.full_like(scores, NEG_INF)  # [rows, vocab]
+    for r, (ids, values) in enumerate(rows):
+        out[r, ids] = values
+    return out
+
+
+def _each_row(scores: np.ndarray, rule, *args) -> np.ndarray:
+    rows = []
+    for row in scores:
+        ids = np.flatnonzero(row > NEG_INF)
+        values = row[ids]
+        keep = rule(values, *args)
+        rows.append((ids[keep], values[keep]))
+    return _dense(scores, rows)
+
+
 def temperature(scores: np.ndarray, value: float) -> np.ndarray:
     """Divide the scores by `value`: < 1 sharpens, > 1 flattens."""
     return scores / np.float32(value)
@@ -33,88 +116,53 @@ def temperature(scores: np.ndarray, value: float) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, min_tokens_to_keep: int = 1) -> np.ndarray:
     """Keep the k highest scores (and any tied with the k-th)."""
-    k = min(max(k, min_tokens_to_keep), scores.shape[-1])
-    kth = np.partition(scores, -k, axis=-1)[:, -k, None]  # [rows, 1]
-    out = np.full_like(scores, NEG_INF)  # [rows, vocab]
-    np.copyto(out, scores, where=scores >= kth)  # cheaper than np.where with a scalar here
-    return out
-
-
-def _candidates(scores: np.ndarray, row: int) -> np.ndarray:
-    """Indices of the row's finite scores: after top_k only a few, so later warpers stay cheap."""
-    return np.flatnonzero(scores[row] > NEG_INF)
+    k = max(k, min_tokens_to_keep)
+    return _dense(scores, [(ids, row[ids]) for row in scores for ids in [_top_k_ids(row, k)]])
 
 
 def top_p(scores: np.ndarray, p: float, min_tokens_to_keep: int = 1) -> np.ndarray:
-    """Nucleus: keep the most likely tokens until their probability reaches `p`.
-
-    HF's rule: sort ascending, drop tokens whose cumulative probability is <= 1 - p,
-    always keeping the `min_tokens_to_keep` most likely. Only the top of the
-    distribution is sorted: the smallest top set holding >= p of the mass
-    (tried at growing sizes) decides, and everything below it is dropped.
-    """
-    out = scores.copy()
-    for row in range(scores.shape[0]):
-        ids = _candidates(scores, row)
-        values = scores[row, ids].astype(np.float32)  # [candidates]
-        probs = softmax(values)
-        region, below = np.arange(len(ids)), np.empty(0, np.int64)
-        for size in (256, 4096):
-            if size < len(ids):
-                top = np.argpartition(values, -size)[-size:]
-                if probs[top].sum(dtype=np.float64) >= p:
-                    region, below = top, np.setdiff1d(region, top, assume_unique=True)
-                    break
-        order = region[np.argsort(values[region], kind="stable")]  # ascending by score, as HF sorts
-        cumulative = probs[below].sum(dtype=np.float32) + np.cumsum(probs[order])
-        remove = cumulative <= 1 - p
-        remove[max(len(remove) - min_tokens_to_keep, 0) :] = False
-        out[row, ids[below]] = NEG_INF
-        out[row, ids[order[remove]]] = NEG_INF
-    return out
+    """Nucleus: keep the most likely tokens until their probability reaches `p`."""
+    return _each_row(scores, _top_p_keep, p, min_tokens_to_keep)
 
 
 def min_p(scores: np.ndarray, p: float, min_tokens_to_keep: int = 1) -> np.ndarray:
     """Keep tokens whose probability is at least `p` times the top token's."""
-    out = scores.copy()
-    for row in range(scores.shape[0]):
-        ids = _candidates(scores, row)
-        probs = softmax(scores[row, ids])
-        remove = probs < p * probs.max()
-        keep = min(min_tokens_to_keep, len(ids))
-        remove[np.argpartition(-scores[row, ids], keep - 1)[:keep]] = False  # the most likely always stay
-        out[row, ids[remove]] = NEG_INF
-    return out
+    return _each_row(scores, _min_p_keep, p, min_tokens_to_keep)
 
 
 def typical_p(scores: np.ndarray, mass: float, min_tokens_to_keep: int = 1) -> np.ndarray:
-    """Locally typical sampling: keep the tokens whose surprise is closest to the
-    entropy until they hold `mass` of the probability."""
-    out = scores.copy()
-    for row in range(scores.shape[0]):
-        ids = _candidates(scores, row)
-        logp = log_softmax(scores[row, ids])
-        entropy = -np.nansum(logp * np.exp(logp))  # nansum as HF: 0 * -inf terms drop out
-        shifted = np.abs(-logp - entropy)
-        order = np.argsort(shifted, kind="stable")  # most typical first
-        cumulative = np.cumsum(softmax(scores[row, ids[order]]))
-        last = min(int((cumulative < mass).sum()), len(order) - 1)
-        remove = shifted[order] > shifted[order[last]]
-        remove[:min_tokens_to_keep] = False
-        out[row, ids[order[remove]]] = NEG_INF
-    return out
+    """Locally typical sampling: keep the most typical tokens holding `mass` of the probability."""
+    return _each_row(scores, _typical_keep, mass, min_tokens_to_keep)
+
+
+# --- the chain ---------------------------------------------------------------------
+
+
+def warp_rows(scores: np.ndarray, config, min_tokens_to_keep: int = 1) -> list[Candidates]:
+    """Every warper the config asks for, in HF generate's order: each row's surviving
+    (token ids, scores)."""
+    if config.temperature != 1.0:
+        scores = temperature(scores, config.temperature)
+    rows = []
+    for row in scores:
+        if config.top_k:
+            ids = _top_k_ids(row, max(config.top_k, min_tokens_to_keep))
+        else:
+            ids = np.flatnonzero(row > NEG_INF)
+        values = row[ids]
+        rules = (
+            (config.top_p < 1.0, _top_p_keep, config.top_p),
+            (config.min_p is not None, _min_p_keep, config.min_p),
+            (config.typical_p < 1.0, _typical_keep, config.typical_p),
+        )
+        for active, rule, value in rules:
+            if active:
+                keep = rule(values, value, min_tokens_to_keep)
+                ids, values = ids[keep], values[keep]
+        rows.append((ids, values))
+    return rows
 
 
 def warp(scores: np.ndarray, config, min_tokens_to_keep: int = 1) -> np.ndarray:
-    """Every warper the config asks for, in HF generate's order."""
-    if config.temperature != 1.0:
-        scores = temperature(scores, config.temperature)
-    if config.top_k:
-        scores = top_k(scores, config.top_k, min_tokens_to_keep)
-    if config.top_p < 1.0:
-        scores = top_p(scores, config.top_p, min_tokens_to_keep)
-    if config.min_p is not None:
-        scores = min_p(scores, config.min_p, min_tokens_to_keep)
-    if config.typical_p < 1.0:
-        scores = typical_p(scores, config.typical_p, min_tokens_to_keep)
-    return scores
+    """The dense form of warp_rows: scores [rows, vocab] with every removed token at -inf."""
+    return _dense(scores, warp_rows(scores, config, min_tokens_to_keep))
