@@ -62,6 +62,7 @@ class BeamSearch:
         self._eos = np.array(config.eos_token_ids, np.int64)
         self._pad = int(config.pad)
         self._keep = max(2, 1 + len(self._eos)) * self._beams  # K candidates per prompt each step
+        self._processors = processors.chain(config)
         self._cache: KVCache | None = None
         self._done = False
 
@@ -116,7 +117,8 @@ class BeamSearch:
         cur, vocab, keep = self._cur_len, self._logits.shape[-1], self._keep
 
         logp = warpers.log_softmax(self._logits.astype(np.float32))  # [batch * beams, vocab]
-        logp = processors.process(logp, self._history(), self.config)
+        if self._processors:
+            logp = processors.apply(self._processors, logp, self._history())
         total = (logp.reshape(batch, beams, vocab) + self._running_scores[:, :, None]).reshape(batch, beams * vocab)
 
         # c. the top K continuations over all beams

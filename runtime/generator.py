@@ -102,15 +102,7 @@ class Generator:
         self._budget = 0
         self._eos = np.array(config.eos_token_ids, np.int64)
         self._pad = np.int64(config.pad)
-        self._uses_processors = bool(
-            config.repetition_penalty != 1.0
-            or config.presence_penalty
-            or config.frequency_penalty
-            or config.no_repeat_ngram_size
-            or config.bad_words_ids
-            or config.min_length
-            or config.min_new_tokens
-        )
+        self._processors = processors.chain(config)
 
     @property
     def rows_per_prompt(self) -> int:
@@ -146,7 +138,7 @@ class Generator:
 
     def _choose(self, logits: np.ndarray) -> np.ndarray:
         """Processors, then (when sampling) warpers and a draw: logits [rows, vocab] -> ids [rows]."""
-        scores = processors.process(logits, self._history(), self.config) if self._uses_processors else logits
+        scores = processors.apply(self._processors, logits, self._history()) if self._processors else logits
         if not self.config.do_sample:
             return sampling.greedy(scores)
         return sampling.sample_rows(warpers.warp_rows(scores, self.config), self.rng)

@@ -93,21 +93,34 @@ def min_length(scores: np.ndarray, eos_token_ids: tuple[int, ...], too_short: bo
     return out
 
 
-def process(scores: np.ndarray, history: History, config) -> np.ndarray:
-    """Every logits processor the config asks for, in HF generate's order
-    (OpenAI's penalties right after HF's repetition penalty)."""
+def chain(config) -> list:
+    """The logits processors the config asks for, in HF generate's order (OpenAI's
+    penalties right after HF's repetition penalty): functions (scores, history) -> scores."""
+    steps = []
     if config.repetition_penalty != 1.0:
-        scores = repetition_penalty(scores, history, config.repetition_penalty)
+        steps.append(lambda s, h: repetition_penalty(s, h, config.repetition_penalty))
     if config.presence_penalty or config.frequency_penalty:
-        scores = presence_frequency_penalty(scores, history, config.presence_penalty, config.frequency_penalty)
+        steps.append(lambda s, h: presence_frequency_penalty(s, h, config.presence_penalty, config.frequency_penalty))
     if config.no_repeat_ngram_size:
-        scores = no_repeat_ngram(scores, history, config.no_repeat_ngram_size)
+        steps.append(lambda s, h: no_repeat_ngram(s, h, config.no_repeat_ngram_size))
     if config.bad_words_ids:
         # As HF does, a bad "word" that is just eos is ignored: it would forbid stopping.
-        banned = tuple(s for s in config.bad_words_ids if not (len(s) == 1 and s[0] in config.eos_token_ids))
-        scores = bad_words(scores, history, banned)
+        banned = tuple(b for b in config.bad_words_ids if not (len(b) == 1 and b[0] in config.eos_token_ids))
+        steps.append(lambda s, h: bad_words(s, h, banned))
     if config.min_length:
-        scores = min_length(scores, config.eos_token_ids, history.length < config.min_length)
+        steps.append(lambda s, h: min_length(s, config.eos_token_ids, h.length < config.min_length))
     if config.min_new_tokens:
-        scores = min_length(scores, config.eos_token_ids, history.new_tokens < config.min_new_tokens)
+        steps.append(lambda s, h: min_length(s, config.eos_token_ids, h.new_tokens < config.min_new_tokens))
+    return steps
+
+
+def apply(steps: list, scores: np.ndarray, history: History) -> np.ndarray:
+    """Run a chain of processors over scores [rows, vocab]."""
+    for step in steps:
+        scores = step(scores, history)
     return scores
+
+
+def process(scores: np.ndarray, history: History, config) -> np.ndarray:
+    """Every logits processor the config asks for, in order."""
+    return apply(chain(config), scores, history)
