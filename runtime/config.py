@@ -116,6 +116,8 @@ class GenerationConfig:
             raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
         if self.num_beams > 1 and self.do_sample:
             raise UsageError("beam sampling (do_sample=True with num_beams > 1) is not supported: choose one")
+        if self.num_beams > 1 and self.logprobs is not None:
+            raise UsageError("logprobs are not supported with beam search: use num_beams=1")
         if self.num_beams > 1 and self.stop_strings:
             raise UsageError("stop_strings are not supported with beam search: use eos_token_id, or num_beams=1")
 
