@@ -91,10 +91,12 @@ class Generator:
         self.config = config
         self.rng = rng if rng is not None else np.random.default_rng()
         self.timing = Timing()
-        self.sequences: np.ndarray | None = None  # int64 [rows, prompt + new], left-padded
         self.finish_reasons: list[str | None] = []  # per row; None while running
+        self.running: np.ndarray | None = None  # bool [rows]: still generating
         self.logprobs: list[list[TokenLogprobs]] = []  # per row, when config.logprobs is set
         self._cache: KVCache | None = None
+        self._tokens: np.ndarray | None = None  # int64 [rows, prompt + budget]: allocated once, filled per step
+        self._length = 0  # columns of _tokens in use
         self._logits: np.ndarray | None = None  # [rows, vocab]: scores for the next choice
         self._pending: np.ndarray | None = None  # [rows]: chosen, not yet run through the model
         self._starts: np.ndarray | None = None  # [rows]: index of each row's first real token
@@ -120,17 +122,26 @@ class Generator:
         start = time.perf_counter()
         self._cache = KVCache(self.session.empty_past(len(rows)))
         self._logits = run_step(self.session, self._cache, input_ids, new_mask)[:, -1, :]  # [rows, vocab]
-        self.sequences = input_ids
         self._starts = input_ids.shape[1] - new_mask.sum(axis=1)
         self.finish_reasons = [None] * len(rows)
+        self.running = np.ones(len(rows), bool)
         self._ended_at = [None] * len(rows)  # per row: tokens made when it stopped
         self.logprobs = [[] for _ in rows]
-        self._prompt_length = input_ids.shape[1]
+        self._prompt_length = self._length = input_ids.shape[1]
         self._budget = self.config.new_token_budget(self._prompt_length)
+        # At most n_positions - prompt + 1 new tokens fit (the last one is never fed).
+        room = min(self._budget, self.session.info.n_positions - self._prompt_length + 1)
+        self._tokens = np.empty((len(rows), self._prompt_length + room), np.int64)  # [rows, prompt + room]
+        self._tokens[:, : self._prompt_length] = input_ids
         if self._budget == 0:
             for r in range(len(rows)):
                 self.finish_row(r, LENGTH)
         self.timing.prefill_s += time.perf_counter() - start
+
+    @property
+    def sequences(self) -> np.ndarray:
+        """Prompt and generated ids so far, int64 [rows, prompt + new], left-padded."""
+        return self._tokens[:, : self._length]
 
     def _history(self) -> processors.History:
         tokens = [self.sequences[r, s:] for r, s in enumerate(self._starts)]
@@ -153,11 +164,12 @@ class Generator:
         if self._pending is not None:
             ones = np.ones((len(self._pending), 1), np.int64)
             self._logits = run_step(self.session, self._cache, self._pending[:, None], ones)[:, -1, :]
-        running = np.array([reason is None for reason in self.finish_reasons])  # [rows]
+        running = self.running.copy()  # [rows]: the rows this step makes a real token for
         tokens = np.where(running, self._choose(self._logits), self._pad)  # [rows]
         if self.config.logprobs is not None:
             self._record_logprobs(tokens, running)
-        self.sequences = np.concatenate([self.sequences, tokens[:, None]], axis=1)
+        self._tokens[:, self._length] = tokens
+        self._length += 1
         self.timing.new_tokens += 1
         self._update_finished(tokens, running)
         self._pending = tokens
@@ -185,6 +197,7 @@ class Generator:
         """Stop one row from outside (a stop string, a cancel): it gets padding from now on."""
         if self.finish_reasons[row] is None:
             self.finish_reasons[row] = reason
+            self.running[row] = False
             self._ended_at[row] = self.timing.new_tokens
 
     def cancel(self) -> None:
@@ -194,13 +207,13 @@ class Generator:
 
     def is_done(self) -> bool:
         """True once every row has stopped (eos, token budget, context full, or finished from outside)."""
-        return self._cache is not None and all(reason is not None for reason in self.finish_reasons)
+        return self._cache is not None and not self.running.any()
 
     def get_next_tokens(self) -> np.ndarray:
         """The tokens chosen by the last generate_next_token [rows]."""
-        return self.sequences[:, -1]
+        return self._tokens[:, self._length - 1]
 
     def generated_ids(self, row: int) -> list[int]:
         """Row `row`'s new token ids up to where it stopped (its eos included), without padding."""
         end = self._ended_at[row] if self._ended_at[row] is not None else self.timing.new_tokens
-        return self.sequences[row, self._prompt_length : self._prompt_length + end].tolist()
+        return self._tokens[row, self._prompt_length : self._prompt_length + end].tolist()

@@ -19,7 +19,7 @@ from .beam_search import BeamSearch
 from .errors import ModelLoadError, UsageError
 from .generator import Generator
 from .manifest import model_info, read_manifest, verify_files
-from .run import Completion, Run
+from .run import Completion, Run, make_search
 from .scoring import Score
 from .session import DecoderSession
 from .tokenizer import Tokenizer
@@ -110,10 +110,7 @@ class Model:
 
     def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Generator | BeamSearch:
         """A step-API search on this model's session: BeamSearch when num_beams > 1, else Generator."""
-        config = self.config(config, **kwargs)
-        if config.num_beams > 1:
-            return BeamSearch(self.session, config)
-        return Generator(self.session, config, np.random.default_rng(seed))
+        return make_search(self.session, self.config(config, **kwargs), np.random.default_rng(seed))
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> CompletionStream:
         """Text deltas of the completion of `prompt`, yielded as they are made (greedy or sampling)."""

@@ -15,7 +15,7 @@ import numpy as np
 from .beam_search import BeamSearch
 from .config import GenerationConfig
 from .detokenizer import StreamDecoder
-from .generator import CANCELLED, STOP, Generator, Timing, TokenLogprobs
+from .generator import STOP, Generator, Timing, TokenLogprobs
 from .stops import StopMatcher
 
 
@@ -52,6 +52,13 @@ class Completion:
         return self.sequences[0].finish_reason
 
 
+def make_search(session, config: GenerationConfig, rng: np.random.Generator | None = None) -> Generator | BeamSearch:
+    """The step-API search a config asks for: BeamSearch when num_beams > 1, else Generator."""
+    if config.num_beams > 1:
+        return BeamSearch(session, config)
+    return Generator(session, config, rng)
+
+
 class Run:
     """Generation for a batch of prompts; `deltas()` yields (row, text) as text appears."""
 
@@ -60,12 +67,9 @@ class Run:
         self.prompts = prompts
         self.prompt_ids = [model.encode_prompt(p) for p in prompts]
         self.config = config
-        if config.num_beams > 1:
-            self.search = BeamSearch(model.session, config)
-            self.rows_per_prompt = 0  # beams give text only at the end
-        else:
-            self.search = Generator(model.session, config, rng)
-            self.rows_per_prompt = config.num_return_sequences
+        self.search = make_search(model.session, config, rng)
+        # Greedy search and sampling stream text per row; beams give text only at the end.
+        self.rows_per_prompt = 0 if config.num_beams > 1 else config.num_return_sequences
         self.search.append_tokens(self.prompt_ids)
         rows = len(prompts) * self.rows_per_prompt
         self._decoders = [StreamDecoder(self._tokenizer) for _ in range(rows)]
@@ -85,7 +89,7 @@ class Run:
             if self.rows_per_prompt == 0:
                 self.search.generate_next_token()
                 continue
-            running = [reason is None for reason in self.search.finish_reasons]
+            running = self.search.running.copy()  # the rows this step makes a real token for
             tokens = self.search.generate_next_token()
             for row in np.flatnonzero(running):
                 text = self._emit(row, self._decoders[row].push(int(tokens[row])))
