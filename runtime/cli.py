@@ -65,7 +65,12 @@ DEFAULT_MAX_NEW_TOKENS = 50
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="DIR", help="an export folder made by 'gpt2onnx export'")
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        default=None,
+        help="an export folder made by 'gpt2onnx export' (default: the shipped model, a small GPT-2 trained on fortune cookies)",
+    )
     parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="where to run (default auto: CUDA if it works, else CPU)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model files (faster load)")
@@ -81,7 +86,12 @@ def _add_generate_parser(subparsers) -> None:
     )
     parser.add_argument("prompts", nargs="+", metavar="PROMPT", help="text to complete; '-' reads standard input")
     _add_model_arguments(parser)
-    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy or beam search")
+    parser.add_argument(
+        "--do-sample",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample instead of greedy or beam search; --no-do-sample forces greedy when the model's defaults sample",
+    )
     for flag, (field, kind, text) in GENERATION_FLAGS.items():
         parser.add_argument(flag, dest=field, type=kind, metavar="N", help=text)
     parser.add_argument("--bad-words", action="append", default=[], metavar="TEXT", help="never generate this text (repeatable)")
@@ -152,8 +162,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     from .config import GenerationConfig
 
     settings = {field: getattr(args, field) for field, *_ in GENERATION_FLAGS.values() if getattr(args, field) is not None}
-    if args.do_sample:
-        settings["do_sample"] = True
+    if args.do_sample is not None:
+        settings["do_sample"] = args.do_sample
     if args.stop:
         settings["stop_strings"] = tuple(args.stop)
     GenerationConfig(**settings)  # bad settings fail before the model loads
@@ -185,7 +195,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         new_tokens += completion.timing.new_tokens
     if args.json:
         timing = {"load_s": load_s, "prefill_s": prefill_s, "decode_s": decode_s, "new_tokens": new_tokens}
-        print(json.dumps({"provider": model.provider, "provider_note": model.provider_note, "results": results, "timing": timing}))
+        print(json.dumps({"model": str(model.folder), "provider": model.provider, "provider_note": model.provider_note, "results": results, "timing": timing}))
     return 0
 
 
@@ -197,7 +207,7 @@ def _run_score(args: argparse.Namespace) -> int:
     score_s = time.perf_counter() - started
     if args.json:
         results = [{"text": s.text, "token_count": s.token_count, "logprob": s.logprob, "perplexity": s.perplexity} for s in scores]
-        print(json.dumps({"provider": model.provider, "results": results, "timing": {"load_s": load_s, "score_s": score_s}}))
+        print(json.dumps({"model": str(model.folder), "provider": model.provider, "results": results, "timing": {"load_s": load_s, "score_s": score_s}}))
     else:
         for s in scores:
             excerpt = s.text if len(s.text) <= 40 else s.text[:37] + "..."

@@ -1,7 +1,8 @@
 """A loaded export folder and the calls most programs want: generate and stream.
 
 `load(folder)` checks the manifest and the graph, opens the session on the
-requested provider and reads the model's generation defaults. `stream()` yields
+requested provider and reads the model's generation defaults. `load()` with no
+folder takes the model that ships inside gpt2onnx (DEFAULT_MODEL). `stream()` yields
 text deltas as tokens are made; `generate()` runs the same Run to the end.
 """
 
@@ -23,6 +24,10 @@ from .run import Completion, Run, make_search
 from .scoring import Score
 from .session import DecoderSession
 from .tokenizer import Tokenizer
+
+# A small GPT-2 that gpt2onnx trained on Debian's fortune cookies and exported
+# itself (its training.json says how): what runs when no model is named, offline.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 
 
 class CompletionStream:
@@ -57,8 +62,8 @@ class CompletionStream:
 class Model:
     """An export folder loaded for generation."""
 
-    def __init__(self, folder: str | Path, provider: str = "auto", verify: bool = True, threads: int | None = None):
-        self.folder = Path(folder).expanduser()
+    def __init__(self, folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None):
+        self.folder = DEFAULT_MODEL if folder is None else Path(folder).expanduser()
         if not self.folder.exists():
             raise ModelLoadError(f"no such model folder: {self.folder}")
         if not self.folder.is_dir():
@@ -142,8 +147,10 @@ class Model:
         return scoring.score(self, texts, stride)
 
 
-def load(folder: str | Path, provider: str = "auto", verify: bool = True, threads: int | None = None) -> Model:
-    """Load an export folder. provider: "auto" (CUDA if it works, else CPU with a warning), "cpu" or "cuda".
+def load(folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None) -> Model:
+    """Load an export folder (None: the shipped default model, DEFAULT_MODEL).
+
+    provider: "auto" (CUDA if it works, else CPU with a warning), "cpu" or "cuda".
 
     verify=False skips the sha256 check of every file (sizes are still checked).
     """

@@ -46,7 +46,7 @@ def test_reads_a_prompt_from_stdin(model_dir):
     "args, code, message",
     [
         (["generate", "--model", "/no/such/model", "hi"], 2, "no such model folder: /no/such/model"),
-        (["generate", "hi"], 2, "the following arguments are required: --model"),
+        (["generate", "--max-new-tokens", "5"], 2, "the following arguments are required: PROMPT"),
         (["generate", "--model", "{model}", "--max-new-tokens", "-3", "hi"], 2, "max_new_tokens must be an integer >= 0"),
         (["generate", "--model", "{model}", "--max-new-tokens", "ten", "hi"], 2, "invalid int value: 'ten'"),
         (["generate", "--model", "{model}", "--provider", "tpu", "hi"], 2, "invalid choice: 'tpu'"),

@@ -1,0 +1,134 @@
+"""The shipped default model (runtime/default_model/): it is what `load()` and a
+`gpt2onnx generate` without --model run, it passes its manifest check, it is the
+model its training.json describes, and it beats a unigram baseline on held-out
+fortune cookies it never saw (tests/data/default_model/, written by
+training/train_default_model.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpt2onnx.runtime import DEFAULT_MODEL, ModelLoadError, load
+
+from conftest import cli_json, run_cli
+
+EVAL_DATA = Path(__file__).parent / "data" / "default_model"
+README = Path(__file__).resolve().parents[1] / "README.md"
+EOT = "<|endoftext|>"
+SIZE_LIMIT = 30 * 10**6  # bytes in git
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load(provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    return json.loads((DEFAULT_MODEL / "training.json").read_text())
+
+
+def heldout_texts() -> list[str]:
+    """The held-out cookies framed as in training: after a separator, ending with one."""
+    docs = (EVAL_DATA / "heldout.txt").read_text(encoding="utf-8").removesuffix("\n").split("\n%\n")
+    return [f"{EOT}{doc}{EOT}" for doc in docs]
+
+
+def unigram_perplexity(ids: list[list[int]]) -> float:
+    """Add-one-smoothed unigram perplexity (training-split counts) of every token after each text's first."""
+    data = json.loads((EVAL_DATA / "unigram.json").read_text())
+    counts = {int(k): v for k, v in data["counts"].items()}
+    total = sum(counts.values()) + data["vocab_size"]
+    targets = np.concatenate([np.asarray(t[1:]) for t in ids])  # [tokens]
+    logp = np.log(np.asarray([counts.get(int(t), 0) + 1 for t in targets], dtype=np.float64) / total)
+    return math.exp(-logp.mean())
+
+
+def test_load_without_a_folder_is_the_shipped_model(model, record):
+    assert model.folder == DEFAULT_MODEL
+    assert model.manifest["files"].keys() <= {p.name for p in DEFAULT_MODEL.iterdir()}
+    config = record["config"]
+    assert (model.info.n_layer, model.info.n_head, model.info.n_embd, model.info.n_positions) == (
+        config["n_layer"],
+        config["n_head"],
+        config["n_embd"],
+        config["n_positions"],
+    )
+    # GPT-2's own tokenizer: a drop-in member of the family.
+    assert model.info.vocab_size == 50257 and model.info.eos_token_id == 50256
+    assert model.tokenizer.encode(" hello") == [23748]
+    assert sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir()) <= SIZE_LIMIT
+
+
+def test_a_tampered_copy_fails_the_manifest_check(tmp_path):
+    copy = Path(shutil.copytree(DEFAULT_MODEL, tmp_path / "model"))
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load(copy, provider="cpu")
+
+
+def test_beats_the_unigram_baseline_on_heldout_cookies(model, record):
+    texts = heldout_texts()
+    assert len(texts) == record["evaluation"]["heldout_documents"]
+    scores = model.score(texts)
+    tokens = sum(s.token_count for s in scores)
+    perplexity = math.exp(-sum(s.logprob for s in scores) / tokens)
+    unigram = unigram_perplexity([model.tokenizer.encode(t) for t in texts])
+    # The figures the training run recorded (and the README quotes) are this model's.
+    assert tokens == record["evaluation"]["heldout_tokens"]
+    assert perplexity == pytest.approx(record["evaluation"]["heldout_perplexity"], rel=1e-4)
+    assert unigram == pytest.approx(record["evaluation"]["unigram_perplexity"], rel=1e-6)
+    assert perplexity < unigram / 4
+
+
+def test_generate_without_model_writes_english_from_the_shipped_model():
+    outs = [
+        cli_json("generate", "--json", "--provider", "cpu", "--max-new-tokens", "60", "--seed", str(seed), "Once upon a time")
+        for seed in range(6)
+    ]
+    assert all(out["model"] == str(DEFAULT_MODEL) for out in outs)
+    text = " ".join(out["results"][0]["sequences"][0]["text"] for out in outs)
+    words = [w.strip(".,;:!?\"'()-") for w in text.split()]
+    words = [w for w in words if w.isalpha()]
+    # Recognisable English: most words are words GPT-2's vocabulary holds whole.
+    vocab = json.loads((DEFAULT_MODEL / "vocab.json").read_text())
+    known = [w for w in words if {f"\u0120{w}", f"\u0120{w.lower()}", f"\u0120{w.capitalize()}"} & vocab.keys()]
+    assert len(words) >= 12
+    assert len(known) / len(words) >= 0.8, words
+
+
+def test_plain_generate_runs_offline():
+    # No network is touched: a blocked proxy and offline hub switches change nothing.
+    env = {"HF_HUB_OFFLINE": "1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    result = run_cli("generate", "--max-new-tokens", "10", "Once upon a time", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Once upon a time") and len(result.stdout) > len("Once upon a time") + 10
+
+
+def readme_samples() -> list[tuple[list[str], str]]:
+    """The README's "What it writes" block: (gpt2onnx arguments, what it printed)."""
+    block = README.read_text(encoding="utf-8").split("```text\n$ gpt2onnx generate", 1)[1].split("```", 1)[0]
+    samples = []
+    for sample in re.split(r"^\$ ", "$ gpt2onnx generate" + block, flags=re.M)[1:]:
+        command, _, output = sample.partition("\n")
+        samples.append((shlex.split(command.split("#")[0])[1:], output.rstrip("\n")))
+    return samples
+
+
+def test_the_readme_shows_what_it_writes():
+    samples = readme_samples()
+    assert len(samples) >= 3 and any("--no-do-sample" in args for args, _ in samples)
+    for args, output in samples:
+        result = run_cli(*args, "--provider", "cpu")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.rstrip("\n") == output, args
