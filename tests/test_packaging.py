@@ -20,6 +20,13 @@ IMPORT_CHECK = (
     "assert (r.TOKENIZER_DIR / 'vocab.json').is_file();"
     "print(gpt2onnx.runtime.__file__)"
 )
+# The shipped default model comes with the package and runs from there.
+DEFAULT_MODEL_CHECK = (
+    "from gpt2onnx.runtime import DEFAULT_MODEL, load;"
+    "model = load(provider='cpu');"
+    "assert model.folder == DEFAULT_MODEL;"
+    "print(DEFAULT_MODEL); print(len(model.generate('Once upon a time', max_new_tokens=3, seed=0).token_ids))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +48,8 @@ def test_wheel_holds_the_three_packages_and_the_tokenizer(wheel):
         assert f"gpt2onnx/{package}/__init__.py" in names
     for asset in ("vocab.json", "merges.txt", "LICENSE"):
         assert f"gpt2onnx/export/assets/gpt2-tokenizer/{asset}" in names
+    for name in ("model.onnx", "manifest.json", "tokenizer.json", "config.json", "generation_config.json", "training.json"):
+        assert f"gpt2onnx/runtime/default_model/{name}" in names
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"gpt2onnx", wheel.name.split("-py3")[0] + ".dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -54,6 +63,10 @@ def test_installed_wheel_imports_from_outside_the_repo(wheel, tmp_path):
     result = subprocess.run([sys.executable, "-c", IMPORT_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(target))
+    result = subprocess.run([sys.executable, "-c", DEFAULT_MODEL_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    folder, tokens = result.stdout.split()
+    assert folder.startswith(str(target)) and int(tokens) >= 1
 
 
 def test_this_install_imports_from_outside_the_repo(tmp_path):
