@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test default-model
+.PHONY: demo test default-model screenshot
 
 # The runtime alone: numpy, tokenizers, onnxruntime.
 $(BIN)/.installed-runtime: pyproject.toml
@@ -13,10 +13,10 @@ $(BIN)/.installed-runtime: pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable .
 	touch $@
 
-# Everything the tests need: the runtime, the pinned exporter stack, pytest.
+# Everything the tests need: the runtime, the pinned exporter stack, PySide6, pytest.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[export,test]'
+	$(BIN)/python -m pip install --quiet --editable '.[export,desktop,test]'
 	touch $@ $(BIN)/.installed-runtime
 
 # The main job on the shipped default model (a small GPT-2 trained on fortune
@@ -30,3 +30,11 @@ test: $(BIN)/.installed
 # Re-train the shipped default model (about 45 minutes on 2 cores; see training/).
 default-model: $(BIN)/.installed
 	$(BIN)/python training/train_default_model.py
+
+# The README's picture of the desktop app: the real window on Xvfb (Debian's xvfb
+# and the xcb libraries Qt needs are installed if missing).
+XCB_LIBS := xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-shape0 \
+	libxcb-render-util0 libxcb-image0 libxcb-randr0 libxcb-xkb1 libegl1 libfontconfig1 fonts-dejavu-core
+screenshot: $(BIN)/.installed
+	command -v xvfb-run > /dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(XCB_LIBS))
+	xvfb-run -a -s "-screen 0 1280x800x24" $(BIN)/python -m gpt2onnx.desktop.screenshot docs/desktop.png

@@ -1,4 +1,4 @@
-"""The `gpt2onnx` command line: `export`, `generate` and `score`.
+"""The `gpt2onnx` command line: `export`, `generate`, `score` and `desktop`.
 
 Exit codes: 0 success, 2 bad usage or input, 1 any other failure, 130 when
 interrupted (143 on SIGTERM). Errors are one line on stderr; set
@@ -17,7 +17,7 @@ import traceback
 import warnings
 from importlib import metadata
 
-from .errors import Gpt2OnnxError
+from .errors import Gpt2OnnxError, UsageError
 from .providers import PROVIDERS, ProviderFallbackWarning
 
 
@@ -215,6 +215,23 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_desktop_parser(subparsers) -> None:
+    parser = subparsers.add_parser("desktop", help="open the desktop text-completion app", description="Open the PySide6 app.")
+    parser.add_argument("--model", metavar="DIR", default=None, help="an export folder (default: the last one used, else the shipped model)")
+    parser.add_argument("--provider", choices=PROVIDERS, default=None, help="where to run (default: the last one used, else auto)")
+    parser.set_defaults(run=_desktop)
+
+
+def _desktop(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("PySide6") is None:
+        raise UsageError("the desktop app needs PySide6: pip install 'gpt2onnx[desktop]'")
+    from gpt2onnx.desktop.app import run
+
+    return run(args.model, args.provider)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpt2onnx.export import cli as export_cli  # argparse only; the export stack loads when it runs
 
@@ -224,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cli.add_parser(subparsers)
     _add_generate_parser(subparsers)
     _add_score_parser(subparsers)
+    _add_desktop_parser(subparsers)
     return parser
 
 

@@ -62,10 +62,19 @@ def make_search(session, config: GenerationConfig, rng: np.random.Generator | No
 class Run:
     """Generation for a batch of prompts; `deltas()` yields (row, text) as text appears."""
 
-    def __init__(self, model, prompts: list[str], config: GenerationConfig, rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        model,
+        prompts: list[str],
+        config: GenerationConfig,
+        rng: np.random.Generator | None = None,
+        prompt_ids: list[list[int]] | None = None,
+    ):
+        """prompt_ids, when given, are what the model sees instead of the encoded prompts
+        (the desktop app passes the right end of a text longer than the context)."""
         self._tokenizer = model.tokenizer
         self.prompts = prompts
-        self.prompt_ids = [model.encode_prompt(p) for p in prompts]
+        self.prompt_ids = prompt_ids if prompt_ids is not None else [model.encode_prompt(p) for p in prompts]
         self.config = config
         self.search = make_search(model.session, config, rng)
         # Greedy search and sampling stream text per row; beams give text only at the end.

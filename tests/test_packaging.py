@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 IMPORT_CHECK = (
     "import importlib.util, gpt2onnx.runtime, gpt2onnx.export, gpt2onnx.desktop, gpt2onnx.export.random_model as r;"
+    "import gpt2onnx.desktop.app;"
     "assert all(importlib.util.find_spec(n) is None for n in ('runtime', 'export', 'desktop'));"
     "assert (r.TOKENIZER_DIR / 'vocab.json').is_file();"
     "print(gpt2onnx.runtime.__file__)"
@@ -53,7 +54,9 @@ def test_wheel_holds_the_three_packages_and_the_tokenizer(wheel):
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"gpt2onnx", wheel.name.split("-py3")[0] + ".dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "gpt2onnx = gpt2onnx.runtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    entry_text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "gpt2onnx = gpt2onnx.runtime.cli:main" in entry_text
+    assert "[gui_scripts]\ngpt2onnx-desktop = gpt2onnx.desktop.app:main" in entry_text
 
 
 def test_installed_wheel_imports_from_outside_the_repo(wheel, tmp_path):

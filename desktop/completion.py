@@ -1,0 +1,146 @@
+"""The completion in the document: where its text is, which tokens made it, and
+whether the writer has accepted it yet.
+
+A completion's text goes into the document as it streams, inside one joined
+edit block, so Undo removes a whole completion in one step and Reject is that
+undo with the redo entry dropped: the writer's own text is never changed by a
+completion they did not accept. Its styling (pending, probability colours) is
+drawn with extra selections, never stored in the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QTextCursor, QTextDocument
+
+from .worker import TokenInfo
+
+
+@dataclass
+class Span:
+    """Text in the document made by one streamed delta, and the tokens behind it."""
+
+    start: int  # document position of its first character
+    end: int  # one past its last character
+    tokens: list[TokenInfo]  # usually one; several when a character spans tokens
+
+
+class CompletionTracker(QObject):
+    """Tracks the latest completion in a QTextDocument."""
+
+    changed = Signal()  # spans or state changed: restyle
+
+    def __init__(self, document: QTextDocument):
+        super().__init__()
+        self.document = document
+        self.spans: list[Span] = []
+        self.pending = False  # streamed in (or streaming) and not yet accepted or rejected
+        self.start = self.end = 0  # the completion's text is document[start:end]
+        self._inserted = False  # whether this completion has an edit block on the undo stack
+        self._editing = False  # our own edit in progress: contentsChange is not the writer's
+        document.contentsChange.connect(self._on_contents_change)
+
+    # The completion's life: begin -> append* -> accept | reject.
+    def begin(self, position: int) -> None:
+        """A new completion at `position` (the last one's spans are forgotten)."""
+        self.spans, self.pending, self._inserted = [], True, False
+        self.start = self.end = position
+        self.changed.emit()
+
+    def append(self, text: str, tokens: list[TokenInfo]) -> None:
+        """Insert streamed text at the completion's end, joined to its undo step."""
+        if not text:
+            if tokens and self.spans:
+                self.spans[-1].tokens.extend(tokens)
+            return
+        self._edit(lambda cursor: cursor.insertText(text), self.end)
+        self.spans.append(Span(self.end, self.end + len(text), list(tokens)))
+        self.end += len(text)
+        self.changed.emit()
+
+    def accept(self) -> None:
+        """Keep the text: it becomes the writer's, one undo step; spans stay for the inspector."""
+        self.pending = False
+        self.changed.emit()
+
+    def reject(self) -> None:
+        """Remove the completion's text and leave no redo entry behind."""
+        if self._inserted:
+            self._editing = True
+            try:
+                self.document.undo()
+                self.document.clearUndoRedoStacks(QTextDocument.Stacks.RedoStack)
+            finally:
+                self._editing = False
+        self.spans, self.pending, self._inserted = [], False, False
+        self.end = self.start
+        self.changed.emit()
+
+    def truncate(self, span_index: int) -> int:
+        """Remove the completion's text from span `span_index` on (pending: inside its undo
+        step); returns the position where it now ends."""
+        cut = self.spans[span_index].start
+        if self.end > cut:
+            self._edit(lambda cursor: self._remove(cursor, cut, self.end), cut)
+        del self.spans[span_index:]
+        self.end = cut
+        self.changed.emit()
+        return cut
+
+    def span_at(self, position: int) -> int | None:
+        """Index of the span holding the character at `position`, if any."""
+        for i, span in enumerate(self.spans):
+            if span.start <= position < span.end:
+                return i
+        return None
+
+    @property
+    def text(self) -> str:
+        cursor = QTextCursor(self.document)
+        cursor.setPosition(self.start)
+        cursor.setPosition(self.end, QTextCursor.MoveMode.KeepAnchor)
+        return cursor.selectedText().replace("\u2029", "\n")
+
+    # Internals.
+    @staticmethod
+    def _remove(cursor: QTextCursor, start: int, end: int) -> None:
+        cursor.setPosition(start)
+        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+
+    def _edit(self, change, position: int) -> None:
+        """Apply `change` at `position`: the first edit of a pending completion opens its
+        undo step, later ones join it; an accepted completion's edit is a step of its own."""
+        cursor = QTextCursor(self.document)
+        cursor.setPosition(position)
+        self._editing = True
+        try:
+            if self.pending and self._inserted:
+                cursor.joinPreviousEditBlock()
+            else:
+                cursor.beginEditBlock()
+            change(cursor)
+            cursor.endEditBlock()
+        finally:
+            self._editing = False
+        self._inserted = self._inserted or self.pending
+
+    def _on_contents_change(self, position: int, removed: int, added: int) -> None:
+        """The writer edited (or undid): move the spans after the edit, drop the ones it touched."""
+        if self._editing:
+            return
+        delta = added - removed
+        kept = []
+        for span in self.spans:
+            if span.end <= position:
+                kept.append(span)
+            elif span.start >= position + removed:
+                kept.append(Span(span.start + delta, span.end + delta, span.tokens))
+        if kept != self.spans:
+            self.spans = kept
+            if self.start >= position + removed:
+                self.start += delta
+                self.end += delta
+            self.changed.emit()

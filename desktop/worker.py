@@ -1,0 +1,155 @@
+"""Background work for the app: loading a model and generating a completion.
+
+Each job is a QObject moved to its own QThread; it talks to the window only
+through signals, so the UI thread never waits on onnxruntime. Receivers must
+be methods of objects living on the UI thread (not lambdas), so that Qt queues
+the calls onto the UI thread. Generation
+consumes the runtime's one path (Run.deltas): prompt ids -> prefill -> steps ->
+processors -> token -> text, and checks a cancel flag at every token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from gpt2onnx.runtime import GenerationConfig, Gpt2OnnxError, Model, load
+from gpt2onnx.runtime.run import Run
+
+TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One generated token as the inspector shows it."""
+
+    token_id: int
+    text: str  # the token's own text
+    probability: float  # under the model's own distribution (before warpers)
+    alternatives: tuple[tuple[int, str, float], ...] = ()  # (token id, text, probability), most likely first
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """How a completion ended and how fast it ran."""
+
+    finish_reason: str  # "eos", "length", "context", "stop" or "cancelled"
+    new_tokens: int
+    tokens_per_second: float
+    tokens: list[TokenInfo] = field(default_factory=list)
+
+
+class Job(QObject):
+    """A unit of background work; `start_job` runs it on its own thread."""
+
+    error = Signal(str)  # one line, for the window's message bar
+
+    def run(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def start_job(job: Job, done_signals: list) -> QThread:
+    """Run `job.run` on a new QThread that quits when any of `done_signals` fires."""
+    thread = QThread()
+    job.moveToThread(thread)
+    thread.started.connect(job.run)
+    for signal in [*done_signals, job.error]:
+        signal.connect(thread.quit)
+    thread.start()
+    return thread
+
+
+class ModelLoader(Job):
+    """Loads an export folder (None: the shipped model) off the UI thread."""
+
+    loaded = Signal(object, object)  # the Model, the folder it was asked for (None: shipped)
+
+    def __init__(self, folder: str | None, provider: str):
+        super().__init__()
+        self.folder, self.provider = folder, provider
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fallback is shown from model.provider_note
+                model = load(self.folder, provider=self.provider)
+        except Gpt2OnnxError as e:
+            self.error.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - any failure becomes a message, the app goes on
+            self.error.emit(f"could not load the model: {type(e).__name__}: {e}")
+        else:
+            self.loaded.emit(model, self.folder)
+
+
+class GenerationWorker(Job):
+    """Completes one prompt; emits `token` per text delta, then `finished`, or `error`."""
+
+    context = Signal(int, int)  # prompt tokens the model sees, tokens dropped from the left
+    token = Signal(str, object)  # text delta, list[TokenInfo] made since the last delta
+    finished = Signal(object)  # GenerationStats
+
+    def __init__(self, model: Model, prompt: str, room: int, config: GenerationConfig, seed: int | None):
+        """Complete `prompt`, keeping only its last `room` tokens when it is longer."""
+        super().__init__()
+        self.model, self.prompt, self.room, self.config, self.seed = model, prompt, room, config, seed
+        self._cancel = threading.Event()
+        self._run: Run | None = None
+
+    def cancel(self) -> None:
+        """Ask the worker to stop after the token it is making (any thread)."""
+        self._cancel.set()
+        if self._run is not None:
+            self._run.cancel()  # also stops beam search, which yields no deltas until it ends
+
+    def _infos(self, entries) -> list[TokenInfo]:
+        text = self.model.tokenizer.token_text
+        return [
+            TokenInfo(
+                e.token_id,
+                text(e.token_id),
+                float(np.exp(e.logprob)),
+                tuple((int(t), text(t), float(np.exp(lp))) for t, lp in e.top),
+            )
+            for e in entries
+        ]
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            self._generate()
+        except Gpt2OnnxError as e:
+            self.error.emit(str(e))
+        except Exception as e:  # noqa: BLE001
+            self.error.emit(f"generation failed: {type(e).__name__}: {e}")
+
+    def _generate(self) -> None:
+        started = time.perf_counter()
+        ids = self.model.encode_prompt(self.prompt)  # tokenizing a long document takes a while: not on the UI thread
+        dropped = max(0, len(ids) - self.room)
+        self.context.emit(len(ids) - dropped, dropped)
+        run = self._run = Run(self.model, [self.prompt], self.config, np.random.default_rng(self.seed), prompt_ids=[ids[dropped:]])
+        if self._cancel.is_set():
+            run.cancel()
+        sent, tokens = 0, []
+        for _, delta in run.deltas():
+            entries = run.search.logprobs[0][sent:] if self.config.logprobs else []
+            sent += len(entries)
+            infos = self._infos(entries)
+            tokens += infos
+            self.token.emit(delta, infos)
+            if self._cancel.is_set():
+                run.cancel()  # the search ends at its next step; deltas() flushes what is held
+        completion = run.completions()[0]
+        if self.config.num_beams > 1 and completion.text:
+            self.token.emit(completion.text, [])  # beams give their text at the end
+        seconds = time.perf_counter() - started
+        new = len(completion.token_ids)
+        reason = "cancelled" if self._cancel.is_set() else completion.finish_reason or "length"
+        self.finished.emit(GenerationStats(reason, new, new / seconds if seconds > 0 else 0.0, tokens))
