@@ -45,6 +45,7 @@ APP_NAME = "gpt2onnx"
 PROVIDERS = ("auto", "cpu", "cuda")
 AUTOSAVE_MS = 1000  # write the recovery file this long after the last edit
 PENDING_COLOUR = QColor("#6a6a8a")  # text of a completion not yet accepted
+RESTYLE_MS = 100  # while streaming, restyle the completion at most this often
 
 
 class MessageBar(QWidget):
@@ -128,7 +129,10 @@ class MainWindow(QMainWindow):
         self.editor.cursorPositionChanged.connect(self._cursor_moved)
         self.editor.document().modificationChanged.connect(self.setWindowModified)
         self.editor.textChanged.connect(self._schedule_autosave)
-        self.tracker.changed.connect(self._restyle)
+        self.tracker.changed.connect(self._tracker_changed)
+        # Restyling rebuilds a selection per token: while streaming, at most every RESTYLE_MS.
+        self.restyle_timer = QTimer(self, singleShot=True, interval=RESTYLE_MS)
+        self.restyle_timer.timeout.connect(self._restyle)
         self.inspector.alternative_chosen.connect(self.branch)
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -340,6 +344,7 @@ class MainWindow(QMainWindow):
         if self.sender() is not self._worker:
             return
         self._finish_worker()
+        self._restyle()
         self.last_stats = stats
         if self.cancel_requested_at is not None:
             self.last_cancel_latency = time.perf_counter() - self.cancel_requested_at
@@ -363,6 +368,7 @@ class MainWindow(QMainWindow):
     def _finish_worker(self) -> None:
         self._worker = None
         self._thread = None
+        self.restyle_timer.stop()
 
     def _track(self, thread: QThread, job) -> None:
         """Keep a job and its thread alive until the thread ends."""
@@ -480,6 +486,13 @@ class MainWindow(QMainWindow):
             return
         self._inspected = index
         self.inspector.show_token(span.tokens[-1])
+
+    def _tracker_changed(self) -> None:
+        if self.streaming:
+            if not self.restyle_timer.isActive():
+                self.restyle_timer.start()
+        else:
+            self._restyle()
 
     def _restyle(self) -> None:
         """Pending text in its own colour; with the toggle, each token's background by probability."""

@@ -10,6 +10,7 @@ processors -> token -> text, and checks a cancel flag at every token.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,14 @@ from gpt2onnx.runtime import GenerationConfig, Gpt2OnnxError, Model, load
 from gpt2onnx.runtime.run import Run
 
 TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
+
+
+def session_threads() -> int:
+    """onnxruntime threads for the app: all cores but one, which stays free for the UI
+    thread (and the display server). With every core busy, the 5 ms event-loop timer of
+    tests/bench_desktop.py fired up to 125 ms late on 2 cores; with one left free, the
+    decode speed was the same."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ class ModelLoader(Job):
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a fallback is shown from model.provider_note
-                model = load(self.folder, provider=self.provider)
+                model = load(self.folder, provider=self.provider, threads=session_threads())
         except Gpt2OnnxError as e:
             self.error.emit(str(e))
         except Exception as e:  # noqa: BLE001 - any failure becomes a message, the app goes on

@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
@@ -59,12 +59,17 @@ def main() -> int:
     window.show()
 
     def wait_until(condition, timeout_s=120.0):
+        """Run the event loop, as the app does, until `condition()` holds (checked every 10 ms)."""
+        loop = QEventLoop()
+        poll = QTimer(interval=10)
+        poll.timeout.connect(lambda: condition() and loop.quit())
+        poll.start()
         deadline = time.perf_counter() + timeout_s
         while not condition():
-            app.processEvents()
-            QTest.qWait(1)
+            loop.exec()
             if time.perf_counter() > deadline:
                 raise SystemExit("timed out")
+        poll.stop()
 
     wait_until(lambda: window.model is not None)
     greedy = dataclasses.replace(PRESETS["Greedy"], max_new_tokens=args.tokens, repetition_penalty=1.0, no_repeat_ngram_size=0)
