@@ -11,7 +11,8 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from .window import APP_NAME, PROVIDERS, MainWindow
+from . import add_arguments
+from .window import APP_NAME, MainWindow
 
 
 def run(model: str | None = None, provider: str | None = None) -> int:
@@ -28,8 +29,7 @@ def run(model: str | None = None, provider: str | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpt2onnx-desktop", description="GPT-2 text completion in a desktop editor.")
-    parser.add_argument("--model", metavar="DIR", default=None, help="an export folder (default: the last one used, else the shipped model)")
-    parser.add_argument("--provider", choices=PROVIDERS, default=None, help="where to run (default: the last one used, else auto)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     return run(args.model, args.provider)
 

@@ -18,6 +18,14 @@ from PySide6.QtGui import QTextCursor, QTextDocument
 from .worker import TokenInfo
 
 
+def document_text(document: QTextDocument, start: int, end: int) -> str:
+    """document[start:end] as plain text (Qt marks line breaks in a selection as U+2029)."""
+    cursor = QTextCursor(document)
+    cursor.setPosition(start)
+    cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+    return cursor.selectedText().replace("\u2029", "\n")
+
+
 @dataclass
 class Span:
     """Text in the document made by one streamed delta, and the tokens behind it."""
@@ -98,10 +106,7 @@ class CompletionTracker(QObject):
 
     @property
     def text(self) -> str:
-        cursor = QTextCursor(self.document)
-        cursor.setPosition(self.start)
-        cursor.setPosition(self.end, QTextCursor.MoveMode.KeepAnchor)
-        return cursor.selectedText().replace("\u2029", "\n")
+        return document_text(self.document, self.start, self.end)
 
     # Internals.
     @staticmethod

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from gpt2onnx.runtime import Gpt2OnnxError, Model
+from gpt2onnx.runtime.providers import PROVIDERS
 
-from .completion import CompletionTracker
+from .completion import CompletionTracker, document_text
 from .controls import DecodingPanel
 from .editor import Editor
 from .inspector import TokenInspector, probability_colour
@@ -42,7 +43,6 @@ from .settings import DecodingSettings, load_decoding, save_decoding
 from .worker import TOP_ALTERNATIVES, GenerationStats, GenerationWorker, ModelLoader, TokenInfo, start_job
 
 APP_NAME = "gpt2onnx"
-PROVIDERS = ("auto", "cpu", "cuda")
 AUTOSAVE_MS = 1000  # write the recovery file this long after the last edit
 PENDING_COLOUR = QColor("#6a6a8a")  # text of a completion not yet accepted
 RESTYLE_MS = 100  # while streaming, restyle the completion at most this often
@@ -282,11 +282,6 @@ class MainWindow(QMainWindow):
     def streaming(self) -> bool:
         return self._worker is not None
 
-    def _text_before(self, position: int) -> str:
-        cursor = QTextCursor(self.editor.document())
-        cursor.setPosition(position, QTextCursor.MoveMode.KeepAnchor)
-        return cursor.selectedText().replace("\u2029", "\n")  # Qt's paragraph separator
-
     def complete(self) -> None:
         """Start a completion at the cursor (Ctrl+Enter)."""
         if self.model is None or self.streaming:
@@ -316,7 +311,7 @@ class MainWindow(QMainWindow):
         room = max(1, self.model.info.n_positions - settings.max_new_tokens)
         self._started, self._streamed = time.perf_counter(), 0
         self.cancel_requested_at = None
-        worker = GenerationWorker(self.model, self._text_before(self.tracker.end), room, config, seed)
+        worker = GenerationWorker(self.model, document_text(self.editor.document(), 0, self.tracker.end), room, config, seed)
         worker.context.connect(self._on_context)
         worker.token.connect(self._on_token)
         worker.finished.connect(self._on_finished)

@@ -10,6 +10,7 @@ processors -> token -> text, and checks a cancel flag at every token.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -123,8 +124,8 @@ class GenerationWorker(Job):
             TokenInfo(
                 e.token_id,
                 text(e.token_id),
-                float(np.exp(e.logprob)),
-                tuple((int(t), text(t), float(np.exp(lp))) for t, lp in e.top),
+                math.exp(e.logprob),
+                tuple((int(t), text(t), math.exp(lp)) for t, lp in e.top),
             )
             for e in entries
         ]

@@ -216,9 +216,10 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _add_desktop_parser(subparsers) -> None:
+    from gpt2onnx.desktop import add_arguments  # argparse only; Qt loads when the app runs
+
     parser = subparsers.add_parser("desktop", help="open the desktop text-completion app", description="Open the PySide6 app.")
-    parser.add_argument("--model", metavar="DIR", default=None, help="an export folder (default: the last one used, else the shipped model)")
-    parser.add_argument("--provider", choices=PROVIDERS, default=None, help="where to run (default: the last one used, else auto)")
+    add_arguments(parser)
     parser.set_defaults(run=_desktop)
 
 
