@@ -3,6 +3,10 @@
 Exit codes: 0 success, 2 bad usage or input, 1 any other failure, 130 when
 interrupted (143 on SIGTERM). Errors are one line on stderr; set
 GPT2ONNX_DEBUG=1 for the traceback of an unexpected one.
+
+Text must be UTF-8: a prompt, stop string or bad word whose bytes are not
+(on the command line, or on standard input with `-`) is refused with the
+offset of the first bad byte, rather than run as text with U+FFFD in it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,24 @@ from importlib import metadata
 
 from .errors import Gpt2OnnxError, UsageError
 from .providers import PROVIDERS, ProviderFallbackWarning
+from .tokenizer import check_unicode
+
+
+# Characters that end a line for str.splitlines() and for many readers: escaped in messages,
+# so an argument quoted back ("unrecognized arguments: a<newline>b") can't break the one line.
+_LINE_BREAKS = {ord(c): f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message: str) -> str:
+    """The message with its line breaks escaped."""
+    return message.translate(_LINE_BREAKS)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def _version() -> str:
@@ -113,8 +128,35 @@ def _add_score_parser(subparsers) -> None:
     parser.set_defaults(run=_run_score)
 
 
-def _read_texts(texts: list[str]) -> list[str]:
-    return [sys.stdin.buffer.read().decode("utf-8", errors="replace") if t == "-" else t for t in texts]
+def _utf8(data: bytes, what: str) -> str:
+    """Decode UTF-8 strictly; bad bytes are a one-line UsageError with their offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{what} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}): convert it, e.g. with 'iconv -f latin1 -t utf-8'"
+        ) from None
+
+
+def _argument_text(text: str, what: str) -> str:
+    """A text argument as given: Python decodes argv with surrogateescape, so bad bytes show up as lone surrogates."""
+    try:
+        data = text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte made: only a caller of main() can pass one
+        check_unicode(text, what)
+        raise
+    return _utf8(data, what)
+
+
+def _read_texts(texts: list[str], what: str) -> list[str]:
+    """The texts to run; '-' reads standard input."""
+    out = []
+    for i, text in enumerate(texts, 1):
+        if text == "-":
+            out.append(_utf8(sys.stdin.buffer.read(), "standard input"))
+        else:
+            out.append(_argument_text(text, f"{what} {i}"))
+    return out
 
 
 def _load(args: argparse.Namespace):
@@ -165,12 +207,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.do_sample is not None:
         settings["do_sample"] = args.do_sample
     if args.stop:
-        settings["stop_strings"] = tuple(args.stop)
+        settings["stop_strings"] = tuple(_argument_text(s, "--stop") for s in args.stop)
+    bad_words = [_argument_text(w, "--bad-words") for w in args.bad_words]
     GenerationConfig(**settings)  # bad settings fail before the model loads
-    prompts = _read_texts(args.prompts)
+    prompts = _read_texts(args.prompts, "PROMPT")
     model, load_s = _load(args)
-    if args.bad_words:
-        settings["bad_words_ids"] = bad_words_ids(model.tokenizer, args.bad_words)
+    if bad_words:
+        settings["bad_words_ids"] = bad_words_ids(model.tokenizer, bad_words)
     config = model.config(**settings)
     streaming = not args.json and config.num_beams == 1 and config.num_return_sequences == 1
     results, prefill_s, decode_s, new_tokens = [], 0.0, 0.0, 0
@@ -200,7 +243,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    texts = _read_texts(args.texts)
+    texts = _read_texts(args.texts, "TEXT")
     model, load_s = _load(args)
     started = time.perf_counter()
     scores = model.score(texts, stride=args.stride)
@@ -260,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except Gpt2OnnxError as e:
-        print(f"gpt2onnx: error: {e}", file=sys.stderr)
+        print(f"gpt2onnx: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         print("gpt2onnx: interrupted", file=sys.stderr)
@@ -271,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug or an environment failure: one line unless debugging
         if os.environ.get("GPT2ONNX_DEBUG"):
             traceback.print_exc()
-        print(f"gpt2onnx: error: {type(e).__name__}: {e} (set GPT2ONNX_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"gpt2onnx: error: {type(e).__name__}: {one_line(str(e))} (set GPT2ONNX_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -4,6 +4,9 @@ A model's generation_config.json gives its defaults; call arguments override
 them, as in `transformers.GenerationConfig` and `model.generate(**kwargs)`.
 Three settings are not Hugging Face's: `presence_penalty` and
 `frequency_penalty` (OpenAI's and llama.cpp's), and `logprobs`.
+
+Any values in, from code or from a JSON file: the result is a valid config or
+a one-line UsageError (a ValueError), never another exception.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import UsageError, short
+from .tokenizer import check_unicode
 
 EARLY_STOPPING = (True, False, "never")
 
@@ -54,14 +58,19 @@ class GenerationConfig:
     logprobs: int | None = None  # report each token's log-probability and this many top alternatives
 
     def __post_init__(self) -> None:
-        def tupled(value):
-            return tuple(value) if isinstance(value, list) else value
-
-        object.__setattr__(self, "eos_token_id", tupled(self.eos_token_id))
+        # Lists (JSON's arrays) become tuples, so a config is hashable and can't change.
+        sequences = (list, tuple)
+        if isinstance(self.eos_token_id, list):
+            object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
         if isinstance(self.stop_strings, str):
             object.__setattr__(self, "stop_strings", (self.stop_strings,))
-        object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
+        elif self.stop_strings is None or isinstance(self.stop_strings, sequences):
+            object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
+        else:
+            raise UsageError(f"stop_strings must be a list of strings, got {type(self.stop_strings).__name__}")
         if self.bad_words_ids is not None:
+            if not isinstance(self.bad_words_ids, sequences) or not all(isinstance(seq, sequences) for seq in self.bad_words_ids):
+                raise UsageError("bad_words_ids must be a list of non-empty lists of token ids")
             object.__setattr__(self, "bad_words_ids", tuple(tuple(seq) for seq in self.bad_words_ids))
         self._validate()
 
@@ -71,17 +80,21 @@ class GenerationConfig:
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+                raise UsageError(f"{name} must be an integer >= {minimum}, got {short(value)}")
 
         def number(name: str, low: float, high: float, low_open: bool = False, allow_none: bool = False) -> None:
             value = getattr(self, name)
             if value is None and allow_none:
                 return
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            try:
+                ok = ok and math.isfinite(value)
+            except OverflowError:  # an int too big for a float: 10**400 is not a setting
+                ok = False
             ok = ok and (value > low if low_open else value >= low) and value <= high
             if not ok:
                 bracket = "(" if low_open else "["
-                raise UsageError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
+                raise UsageError(f"{name} must be in {bracket}{low:g}, {high:g}], got {short(value)}")
 
         integer("max_length", 1)
         integer("max_new_tokens", 0, allow_none=True)
@@ -100,12 +113,28 @@ class GenerationConfig:
         number("presence_penalty", -2, 2)
         number("frequency_penalty", -2, 2)
         number("length_penalty", -math.inf, math.inf)
-        if self.early_stopping not in EARLY_STOPPING or not isinstance(self.early_stopping, (bool, str)):
-            raise UsageError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        if not isinstance(self.early_stopping, (bool, str)) or self.early_stopping not in EARLY_STOPPING:
+            raise UsageError(f"early_stopping must be True, False or 'never', got {short(self.early_stopping)}")
         if not isinstance(self.do_sample, bool):
-            raise UsageError(f"do_sample must be True or False, got {self.do_sample!r}")
+            raise UsageError(f"do_sample must be True or False, got {short(self.do_sample)}")
+
+        def token_id(name: str) -> None:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise UsageError(f"{name} must be a token id (an integer >= 0) or None, got {short(value)}")
+
+        token_id("pad_token_id")
+        token_id("bos_token_id")
+        eos = self.eos_token_id
+        if eos is not None and not (
+            isinstance(eos, int) and not isinstance(eos, bool) and eos >= 0
+            or isinstance(eos, tuple) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in eos)
+        ):
+            raise UsageError(f"eos_token_id must be a token id, a list of token ids or None, got {short(eos)}")
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise UsageError("stop_strings must be non-empty strings")
+        for s in self.stop_strings:
+            check_unicode(s, f"stop string {short(s)}")
         if self.bad_words_ids is not None and any(
             not seq or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in seq) for seq in self.bad_words_ids
         ):

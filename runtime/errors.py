@@ -5,6 +5,15 @@ CLI prints that line alone (no traceback) and exits with `exit_code`.
 """
 
 
+def short(value, limit: int = 60) -> str:
+    """repr of a value the user gave (a setting, a JSON field), cut to fit in a one-line message."""
+    try:
+        text = repr(value)
+    except RecursionError:  # deeply nested junk
+        text = f"<nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Gpt2OnnxError(Exception):
     """Base class: a failure gpt2onnx can explain in one line."""
 

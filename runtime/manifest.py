@@ -3,17 +3,26 @@
 The manifest says what the model is (GPT-2's own config names), which tensors
 the graph takes and gives, and the sha256 of every file, so a folder that was
 truncated, tampered with or half-written is refused before anything runs.
+
+Nothing outside the folder is ever read: every file the runtime opens must
+resolve inside it (no "..", no absolute names, no symlinks that leave it), and
+the graph may take external data only from files the manifest lists (see
+external_data.py). A manifest of the wrong shape (junk JSON, wrong types) is a
+one-line ModelLoadError, never another exception.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract
-from .errors import ModelLoadError
+from . import contract, external_data
+from .errors import ModelLoadError, short
+
+DTYPES = ("float32", "float16")  # element types an export's logits and KV cache may have
 
 
 @dataclass(frozen=True)
@@ -44,13 +53,29 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path, what: str) -> dict:
+def inside(folder: Path, name: str) -> Path:
+    """folder / name, refused unless it stays inside the folder once symlinks are followed."""
+    path = folder / name
+    if not name or "\0" in name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelLoadError(f"{folder / contract.MANIFEST_FILE} names a file outside the folder ({short(name)}): refusing to load it")
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(os.path.realpath(folder)):
+        raise ModelLoadError(f"{path} is a link to {target}, outside the model folder: refusing to read it; copy the file into the folder")
+    return path
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file of the export folder; anything else is a one-line ModelLoadError."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"{path.parent} has no {path.name}: it is not a gpt2onnx export folder (make one with 'gpt2onnx export')") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{path} is not valid JSON ({e}): re-export the model") from None
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {path}: {e.strerror or e}") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path} is not valid JSON (nested too deeply): re-export the model") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer with too many digits
+        raise ModelLoadError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): re-export the model") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path} is not a JSON object: re-export the model")
     return data
@@ -58,13 +83,13 @@ def _read_json(path: Path, what: str) -> dict:
 
 def read_manifest(folder: Path) -> dict:
     """Load manifest.json and check its format and version."""
-    manifest = _read_json(folder / contract.MANIFEST_FILE, "manifest")
+    manifest = read_json(inside(folder, contract.MANIFEST_FILE))
     if manifest.get("format") != contract.MANIFEST_FORMAT:
         raise ModelLoadError(f"{folder / contract.MANIFEST_FILE} is not a gpt2onnx manifest: re-export the model with 'gpt2onnx export'")
     version = manifest.get("format_version")
-    if version != contract.MANIFEST_VERSION:
+    if type(version) is not int or version != contract.MANIFEST_VERSION:  # not true, not 1.0
         raise ModelLoadError(
-            f"{folder} has manifest format version {version!r}, this gpt2onnx reads version {contract.MANIFEST_VERSION}: "
+            f"{folder} has manifest format version {short(version)}, this gpt2onnx reads version {contract.MANIFEST_VERSION}: "
             "re-export the model or upgrade gpt2onnx"
         )
     return manifest
@@ -72,38 +97,55 @@ def read_manifest(folder: Path) -> dict:
 
 def model_info(manifest: dict, where: Path) -> ModelInfo:
     """The manifest's `model` block as a ModelInfo, with a clear error if anything is off."""
+    path = where / contract.MANIFEST_FILE
     block = manifest.get("model")
-    try:
-        info = ModelInfo(
-            n_layer=int(block["n_layer"]),
-            n_head=int(block["n_head"]),
-            n_embd=int(block["n_embd"]),
-            n_positions=int(block["n_positions"]),
-            vocab_size=int(block["vocab_size"]),
-            eos_token_id=None if block.get("eos_token_id") is None else int(block["eos_token_id"]),
-            bos_token_id=None if block.get("bos_token_id") is None else int(block["bos_token_id"]),
-            dtype=str(manifest.get("dtype", "float32")),
-        )
-    except (TypeError, KeyError, ValueError) as e:
-        raise ModelLoadError(f"{where / contract.MANIFEST_FILE} has a broken 'model' block ({e!r}): re-export the model") from None
-    if min(info.n_layer, info.n_head, info.n_embd, info.n_positions, info.vocab_size) <= 0 or info.n_embd % info.n_head:
-        raise ModelLoadError(f"{where / contract.MANIFEST_FILE} describes an impossible model: re-export the model")
+    if not isinstance(block, dict):
+        raise ModelLoadError(f"{path} has no 'model' block: re-export the model")
+
+    def whole(key: str, minimum: int, optional: bool = False) -> int | None:
+        value = block.get(key)
+        if value is None and optional:
+            return None
+        # JSON gives int for whole numbers: 2.0, "2" or true is a broken manifest, not a 2.
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ModelLoadError(f"{path} has a broken 'model' block ({key} must be a whole number >= {minimum}, got {short(value)}): re-export the model")
+        return value
+
+    dtype = manifest.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"{path} has dtype {short(dtype)}; gpt2onnx runs {', '.join(DTYPES)}: re-export the model")
+    info = ModelInfo(
+        n_layer=whole("n_layer", 1),
+        n_head=whole("n_head", 1),
+        n_embd=whole("n_embd", 1),
+        n_positions=whole("n_positions", 1),
+        vocab_size=whole("vocab_size", 1),
+        eos_token_id=whole("eos_token_id", 0, optional=True),
+        bos_token_id=whole("bos_token_id", 0, optional=True),
+        dtype=dtype,
+    )
+    if info.n_embd % info.n_head:
+        raise ModelLoadError(f"{path} describes an impossible model: re-export the model")
     return info
 
 
 def verify_files(folder: Path, manifest: dict, check_hashes: bool = True) -> None:
-    """Check every file the manifest lists: present, the right size, and (optionally) the right sha256."""
+    """Check every file the manifest lists: inside the folder, present, the right size, and
+    (optionally) the right sha256; then that the graph's external data is among them."""
     files = manifest.get("files")
     if not isinstance(files, dict) or contract.MODEL_FILE not in files:
         raise ModelLoadError(f"{folder / contract.MANIFEST_FILE} lists no files: re-export the model")
+    for name in files:  # every path first, so nothing is read before all are known to be inside
+        inside(folder, name)
     for name, entry in files.items():
         path = folder / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ModelLoadError(f"{folder / contract.MANIFEST_FILE} names a file outside the folder ({name!r}): refusing to load it")
+        if not isinstance(entry, dict):
+            raise ModelLoadError(f"{folder / contract.MANIFEST_FILE} has a broken entry for {short(name)}: re-export the model")
         if not path.is_file():
             raise ModelLoadError(f"{folder} is missing {name}: copy the whole export folder, or re-export the model")
         size = path.stat().st_size
         if size != entry.get("bytes"):
-            raise ModelLoadError(f"{path} has {size} bytes, the manifest says {entry.get('bytes')}: the file is truncated or changed; re-export the model")
+            raise ModelLoadError(f"{path} has {size} bytes, the manifest says {short(entry.get('bytes'))}: the file is truncated or changed; re-export the model")
         if check_hashes and sha256_file(path) != entry.get("sha256"):
             raise ModelLoadError(f"{path} does not match its sha256 in the manifest: the file was changed or corrupted; re-export the model")
+    external_data.check(folder, folder / contract.MODEL_FILE, set(files))

@@ -4,11 +4,15 @@
 requested provider and reads the model's generation defaults. `load()` with no
 folder takes the model that ships inside gpt2onnx (DEFAULT_MODEL). `stream()` yields
 text deltas as tokens are made; `generate()` runs the same Run to the end.
+
+One Model may serve many threads at once: each call has its own Run and search,
+and the session and tokenizer are shared read-only (onnxruntime's run is
+thread-safe).
 """
 
 from __future__ import annotations
 
-import json
+import threading
 from pathlib import Path
 from typing import overload
 
@@ -17,9 +21,9 @@ import numpy as np
 from . import contract, scoring
 from .config import GenerationConfig
 from .beam_search import BeamSearch
-from .errors import ModelLoadError, UsageError
+from .errors import ModelLoadError, UsageError, short
 from .generator import Generator
-from .manifest import model_info, read_manifest, verify_files
+from .manifest import inside, model_info, read_json, read_manifest, verify_files
 from .run import Completion, Run, make_search
 from .scoring import Score
 from .session import DecoderSession
@@ -28,33 +32,75 @@ from .tokenizer import Tokenizer
 # A small GPT-2 that gpt2onnx trained on Debian's fortune cookies and exported
 # itself (its training.json says how): what runs when no model is named, offline.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
+MAX_THREADS = 1024  # onnxruntime would try to start any number asked for
+
+
+def _rng(seed: int | None) -> np.random.Generator:
+    """numpy's generator for a seed (None: fresh entropy); numpy refuses negative seeds, so do we, in one line."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UsageError(f"seed must be a whole number >= 0, got {short(seed)}")
+    return np.random.default_rng(seed)
+
+
+class _StopBetweenSteps:
+    """A search whose is_done() first applies a stop asked for by another thread.
+
+    Run.deltas() asks is_done() before every step, on the thread that iterates,
+    so the cancel lands between two tokens, never inside a step where a token is
+    half recorded (its text emitted but not its id). Everything else is the search's.
+    """
+
+    def __init__(self, search, stop: threading.Event):
+        self._search = search
+        self._stop = stop
+
+    def is_done(self) -> bool:
+        if self._stop.is_set():
+            self._search.cancel()
+        return self._search.is_done()
+
+    def __getattr__(self, name):
+        return getattr(self._search, name)
 
 
 class CompletionStream:
     """Iterates the text deltas of one prompt's completion; `.completion` holds the result.
 
-    Generation happens as you iterate: stop iterating and call close() to cancel
-    after the current token.
+    Generation happens as you iterate: call close() to cancel after the current
+    token. close() may come from another thread while one thread iterates (a
+    stop button): that thread's loop then ends after the token it is making,
+    and it still receives the text of every token made.
     """
 
     def __init__(self, run: Run):
         self._run = run
+        self._stop = threading.Event()
+        run.search = _StopBetweenSteps(run.search, self._stop)
         self._deltas = run.deltas()
+        self._consumer: int | None = None  # the thread that iterates
         self.completion: Completion | None = None
 
     def __iter__(self) -> CompletionStream:
         return self
 
     def __next__(self) -> str:
+        if self._consumer is None:
+            self._consumer = threading.get_ident()
         for _, delta in self._deltas:
             return delta
-        self.completion = self._run.completions()[0]
+        if self.completion is None:
+            self.completion = self._run.completions()[0]
         raise StopIteration
 
     def close(self) -> None:
-        """Cancel: stop after the current token; `.completion` keeps what was made."""
-        if self.completion is None:
-            self._run.cancel()
+        """Cancel: stop after the current token; `.completion` keeps what was made.
+
+        On the iterating thread (or before iteration began) it finishes at once
+        and `.completion` is set. From another thread it returns at once; the
+        iterating thread's loop ends within one token and sets `.completion`.
+        """
+        self._stop.set()
+        if self._consumer in (None, threading.get_ident()):
             for _ in self:
                 pass
 
@@ -64,6 +110,8 @@ class Model:
 
     def __init__(self, folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None):
         self.folder = DEFAULT_MODEL if folder is None else Path(folder).expanduser()
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS):
+            raise UsageError(f"threads must be a whole number from 0 (onnxruntime's default) to {MAX_THREADS}, got {short(threads)}")
         if not self.folder.exists():
             raise ModelLoadError(f"no such model folder: {self.folder}")
         if not self.folder.is_dir():
@@ -71,7 +119,7 @@ class Model:
         self.manifest = read_manifest(self.folder)
         self.info = model_info(self.manifest, self.folder)
         verify_files(self.folder, self.manifest, check_hashes=verify)
-        self.tokenizer = Tokenizer(self.folder / contract.TOKENIZER_FILE)
+        self.tokenizer = Tokenizer(inside(self.folder, contract.TOKENIZER_FILE))
         if self.tokenizer.vocab_size > self.info.vocab_size:
             raise ModelLoadError(
                 f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model only {self.info.vocab_size}: "
@@ -92,12 +140,26 @@ class Model:
 
     def _read_generation_config(self) -> GenerationConfig:
         defaults = {"eos_token_id": self.info.eos_token_id, "bos_token_id": self.info.bos_token_id}
-        path = self.folder / contract.GENERATION_CONFIG_FILE
+        path = inside(self.folder, contract.GENERATION_CONFIG_FILE)
+        data = read_json(path) if path.is_file() else {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-            return GenerationConfig.from_dict(defaults | data)
+            config = GenerationConfig.from_dict(defaults | data)
+            self._check_against_model(config)
+            return config
         except (ValueError, TypeError) as e:
-            raise ModelLoadError(f"{path} has settings gpt2onnx can't use ({e}): fix or delete it") from None
+            raise ModelLoadError(f"{path} has settings gpt2onnx can't use ({str(e).splitlines()[0]}): fix or delete it") from None
+
+    def _check_against_model(self, config: GenerationConfig) -> None:
+        """Settings that are valid alone but not for this model: token ids outside its vocabulary."""
+        vocab = self.info.vocab_size
+        named = [("eos_token_id", t) for t in config.eos_token_ids]
+        named += [(name, getattr(config, name)) for name in ("pad_token_id", "bos_token_id")]
+        named += [("bad_words_ids", t) for seq in config.bad_words_ids or () for t in seq]
+        for name, token in named:
+            if token is not None and token >= vocab:
+                raise UsageError(f"{name} has token id {short(token)}, outside the model's vocabulary [0, {vocab})")
+        if config.logprobs is not None and config.logprobs > vocab:
+            raise UsageError(f"logprobs must be <= the vocabulary size ({vocab}), got {short(config.logprobs)}")
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids for a prompt; an empty prompt starts from the bos token, as transformers does."""
@@ -111,18 +173,20 @@ class Model:
 
     def config(self, config: GenerationConfig | None = None, **kwargs) -> GenerationConfig:
         """The model's defaults (or `config`) with `kwargs` applied, as `model.generate(**kwargs)` does."""
-        return (config or self.generation_config).update(**kwargs)
+        config = (config or self.generation_config).update(**kwargs)
+        self._check_against_model(config)
+        return config
 
     def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Generator | BeamSearch:
         """A step-API search on this model's session: BeamSearch when num_beams > 1, else Generator."""
-        return make_search(self.session, self.config(config, **kwargs), np.random.default_rng(seed))
+        return make_search(self.session, self.config(config, **kwargs), _rng(seed))
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> CompletionStream:
         """Text deltas of the completion of `prompt`, yielded as they are made (greedy or sampling)."""
         config = self.config(config, **kwargs)
         if config.num_beams > 1 or config.num_return_sequences > 1:
             raise UsageError("stream() gives one sequence: use generate() for beam search or num_return_sequences > 1")
-        return CompletionStream(Run(self, [prompt], config, np.random.default_rng(seed)))
+        return CompletionStream(Run(self, [prompt], config, _rng(seed)))
 
     @overload
     def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Completion: ...
@@ -132,10 +196,13 @@ class Model:
     def generate(self, prompt, config=None, *, seed=None, **kwargs):
         """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, left-padded
         into one batch). `seed` makes sampling reproducible."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        iterable = hasattr(prompt, "__iter__") and not isinstance(prompt, (str, bytes, bytearray))
+        prompts = list(prompt) if iterable else [prompt]
         if not prompts:
             raise UsageError("no prompts given")
-        run = Run(self, prompts, self.config(config, **kwargs), np.random.default_rng(seed))
+        if not all(isinstance(p, str) for p in prompts):
+            raise UsageError(f"a prompt must be a str or a list of str, got {type(next(p for p in prompts if not isinstance(p, str))).__name__}")
+        run = Run(self, prompts, self.config(config, **kwargs), _rng(seed))
         for _ in run.deltas():
             pass
         completions = run.completions()

@@ -1,4 +1,10 @@
-"""GPT-2's byte-level BPE through Hugging Face `tokenizers`, loaded from tokenizer.json."""
+"""GPT-2's byte-level BPE through Hugging Face `tokenizers`, loaded from tokenizer.json.
+
+Text in must be valid Unicode: a str with a lone surrogate ("\\ud800", or the
+"\\udcff" Python makes of an undecodable byte with errors="surrogateescape")
+has no UTF-8 bytes to tokenize, so it is refused with a UsageError naming the
+position, as transformers' tokenizers refuse it (with a TypeError).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,18 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UsageError
+
+
+def check_unicode(text: str, what: str = "the text") -> None:
+    """Refuse a str that UTF-8 can't encode (a lone surrogate), naming where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UsageError(
+            f"{what} is not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}; "
+            "fix the text, or decode its bytes with errors='replace'"
+        ) from None
 
 
 class Tokenizer:
@@ -25,6 +42,9 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, as `AutoTokenizer(text).input_ids` gives them."""
+        if not isinstance(text, str):
+            raise UsageError(f"text to tokenize must be a str, got {type(text).__name__}")
+        check_unicode(text)
         return self._tok.encode(text).ids
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
