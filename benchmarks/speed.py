@@ -8,8 +8,8 @@ T threads (default: every core):
 
 - gpt2onnx-fp32: `gpt2onnx export` of the checkpoint, run by gpt2onnx.runtime
   (load(folder, provider="cpu", threads=T)) through its step API;
-- gpt2onnx-int8: `export_model(..., int8=True)`, the same way (skipped, with a
-  note, while export_model has no int8 flag);
+- gpt2onnx-int8: `gpt2onnx export --int8` (export_model(..., plan=GraphPlan(weights="int8"))),
+  run the same way;
 - optimum: Optimum's plain export (main_export, task text-generation-with-past)
   run by ORTModelForCausalLM.generate, intra_op_num_threads=T;
 - transformers: GPT2LMHeadModel.generate (PyTorch, use_cache, inference_mode,
@@ -470,29 +470,6 @@ def versions(*names: str) -> dict:
     return out
 
 
-def int8_export_arguments() -> dict | None:
-    """export_model's keyword arguments for an int8 export, or None while it has none.
-
-    The issue's `int8=True`; or the exporter's graph plan, GraphPlan(weights="int8"),
-    where export_model takes one instead.
-    """
-    import inspect
-
-    from gpt2onnx.export import export_model
-
-    parameters = inspect.signature(export_model).parameters
-    if "int8" in parameters:
-        return {"int8": True}
-    if "plan" in parameters:
-        try:
-            from gpt2onnx.export.optimize import GraphPlan
-        except ImportError:
-            return None
-        if "weights" in {f.name for f in dataclasses.fields(GraphPlan)}:
-            return {"plan": GraphPlan(weights="int8")}
-    return None
-
-
 def build_models(work: Path, plan: Plan) -> tuple[dict[str, Path], dict, dict]:
     """Checkpoint and the three exports; returns (folders by contender, build seconds, skipped contenders -> why)."""
     cache = Cache(work)
@@ -523,16 +500,9 @@ def build_models(work: Path, plan: Plan) -> tuple[dict[str, Path], dict, dict]:
 
     folders = {TRANSFORMERS: checkpoint}
     folders[FP32], seconds[FP32] = cache.get(FP32, export_key, gpt2onnx_export({}))
-    int8 = int8_export_arguments()
-    if int8 is not None:
-        from gpt2onnx.runtime.errors import Gpt2OnnxError
+    from gpt2onnx.export.optimize import GraphPlan
 
-        try:
-            folders[INT8], seconds[INT8] = cache.get(INT8, {**export_key, "int8": True}, gpt2onnx_export(int8))
-        except Gpt2OnnxError as e:
-            skipped[INT8] = f"the int8 export failed: {e}"
-    else:
-        skipped[INT8] = "export_model has no int8 flag yet (TypeError): int8 not measured"
+    folders[INT8], seconds[INT8] = cache.get(INT8, {**export_key, "int8": True}, gpt2onnx_export({"plan": GraphPlan(weights="int8")}))
     folders[OPTIMUM], seconds[OPTIMUM] = cache.get(OPTIMUM, ckpt_key, optimum_export)
     return folders, seconds, skipped
 

@@ -491,20 +491,29 @@ class MainWindow(QMainWindow):
 
     def _restyle(self) -> None:
         """Pending text in its own colour; with the toggle, each token's background by probability."""
-        selections = []
+        # Neighbouring spans that look the same share one selection: a 300-token completion
+        # without probability colours is one selection, not 300 for the editor to paint.
+        runs: list[list] = []  # [start, end, background colour or None]
         colour = self.colour_action.isChecked()
         for span in self.tracker.spans:
+            background = probability_colour(min(t.probability for t in span.tokens)) if colour and span.tokens else None
+            if runs and runs[-1][1] == span.start and runs[-1][2] == background:
+                runs[-1][1] = span.end
+            else:
+                runs.append([span.start, span.end, background])
+        selections = []
+        for start, end, background in runs:
             selection = QTextEdit.ExtraSelection()
             cursor = QTextCursor(self.editor.document())
-            cursor.setPosition(span.start)
-            cursor.setPosition(span.end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.setPosition(start)
+            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             selection.cursor = cursor
             fmt = QTextCharFormat()
             if self.tracker.pending:
                 fmt.setForeground(PENDING_COLOUR)
                 fmt.setFontItalic(True)
-            if colour and span.tokens:
-                fmt.setBackground(probability_colour(min(t.probability for t in span.tokens)))
+            if background is not None:
+                fmt.setBackground(background)
             selection.format = fmt
             selections.append(selection)
         self.editor.setExtraSelections(selections)

@@ -18,7 +18,7 @@ from .validate import ValidationReport
 EXPORTER_PACKAGES = ("gpt2onnx", "optimum-onnx", "optimum", "transformers", "torch", "accelerate", "onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
 
 
-def model_info_from_config(config: dict, dtype: str = "float32") -> ModelInfo:
+def model_info_from_config(config: dict, dtype: str = "float32", kv_cache: str = contract.CONCAT_KV, weights: str = "float32") -> ModelInfo:
     """ModelInfo from a GPT-2 config.json."""
     return ModelInfo(
         n_layer=int(config["n_layer"]),
@@ -29,6 +29,8 @@ def model_info_from_config(config: dict, dtype: str = "float32") -> ModelInfo:
         eos_token_id=config.get("eos_token_id"),
         bos_token_id=config.get("bos_token_id"),
         dtype=dtype,
+        kv_cache=kv_cache,
+        weights=weights,
     )
 
 
@@ -66,7 +68,9 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
             "bos_token_id": info.bos_token_id,
         },
         "dtype": info.dtype,
-        "io": contract.io_signature(info.n_layer, info.dtype),
+        "weights": info.weights,
+        "kv_cache": info.kv_cache,
+        "io": contract.io_signature(info.n_layer, info.dtype, info.kv_cache),
         "files": files,
         "validation": {
             "max_abs_diff": validation.max_abs_diff,

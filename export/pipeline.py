@@ -1,5 +1,7 @@
-"""The whole export, made atomic: checkpoint -> ONNX -> validation -> manifest,
-written into a hidden folder beside OUTPUT_DIR and renamed into place at the end.
+"""The whole export, made atomic: checkpoint -> ONNX (Optimum) -> the fast graph
+(optimize.py: GroupQueryAttention, fused, int8 or float16 on request) -> validation
+-> manifest, written into a hidden folder beside OUTPUT_DIR and renamed into place
+at the end.
 
 An interrupted or failed export leaves no folder at OUTPUT_DIR, and a partial
 folder never has a manifest, so nothing half-written looks like a model.
@@ -18,8 +20,9 @@ from gpt2onnx.runtime.errors import Gpt2OnnxError, UsageError
 from . import checkpoint
 from .manifest import model_info_from_config, write_manifest
 from .onnx_export import export_onnx
+from .optimize import GraphPlan, optimize
 from .progress import Progress
-from .validate import DEFAULT_ATOL, validate
+from .validate import validate
 
 PARTIAL = ".partial-"
 
@@ -38,6 +41,7 @@ class ExportReport:
     files: dict[str, int]  # file name -> bytes
     total_bytes: int
     validation: dict  # max_abs_diff, prefill/cached diffs, atol
+    graph: dict = field(default_factory=dict)  # kv_cache layout, weights, and why the plain graph was kept if it was
     seconds: dict[str, float] = field(default_factory=dict)  # per step and total
 
     def to_dict(self) -> dict:
@@ -85,16 +89,38 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
+def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
+    """The plan this checkpoint allows, and why Optimum's graph is kept instead (None if it isn't)."""
+    from . import fast_graph
+
+    if plan.graph == "optimum":
+        if plan.weights != "float32":
+            raise UsageError(f"--{plan.weights} needs the GroupQueryAttention graph: drop --graph optimum")
+        return plan, None
+    problem = fast_graph.supports(config)
+    if problem is None:
+        return plan, None
+    if plan.weights != "float32":
+        raise UsageError(f"--{plan.weights} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
+    return GraphPlan("optimum", "float32"), problem
+
+
 def export_model(
     model: str,
     output_dir: str | Path,
     force: bool = False,
-    atol: float = DEFAULT_ATOL,
+    atol: float | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    plan: GraphPlan = GraphPlan(),
 ) -> ExportReport:
-    """Export `model` (a checkpoint folder or hub id) to `output_dir`, validated against PyTorch."""
-    progress = progress or Progress(4, enabled=False)
+    """Export `model` (a checkpoint folder or hub id) to `output_dir`, validated against PyTorch.
+
+    `plan` picks the graph: by default GroupQueryAttention with an in-place KV cache
+    in float32; GraphPlan(weights="int8") for int8, GraphPlan(graph="optimum") for
+    Optimum's graph as it comes.
+    """
+    progress = progress or Progress(5, enabled=False)
     started = time.perf_counter()
     out = Path(output_dir).expanduser().absolute()
     _check_output(out, force)
@@ -103,17 +129,21 @@ def export_model(
     with progress.step("load", f"checking {model}"):
         folder = checkpoint.resolve(model)
         config = checkpoint.check_gpt2(folder)
-        info = model_info_from_config(config)
+        plan, kept = _settle_plan(plan, config)
     tmp = out.with_name(f".{out.name}{PARTIAL}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with progress.step("export", "exporting ONNX with Optimum"):
             export_onnx(folder, tmp, verbose=verbose)
+        what = "keeping Optimum's graph" if plan.graph == "optimum" else f"building the GroupQueryAttention graph ({plan.weights})"
+        with progress.step("optimize", what):
+            kv_cache = optimize(tmp, config, plan)
+        info = model_info_from_config(config, "float16" if plan.weights == "float16" else "float32", kv_cache, plan.weights)
         with progress.step("validate", "validating against PyTorch"):
             report = validate(folder, tmp, info, atol)
         if not report.passed:
             raise ValidationFailed(
-                f"ONNX logits differ from PyTorch's by {report.max_abs_diff:.3g} > atol {atol:g}: "
+                f"ONNX logits differ from PyTorch's by {report.max_abs_diff:.3g} > atol {report.atol:g}: "
                 "nothing was written (pass a larger --atol to accept it)"
             )
         with progress.step("manifest", "hashing files and writing the manifest"):
@@ -129,12 +159,15 @@ def export_model(
         output_dir=str(out),
         files=files,
         total_bytes=sum(files.values()),
+        graph={"kv_cache": info.kv_cache, "weights": info.weights, "plain_graph_because": kept},
         validation={
             "max_abs_diff": report.max_abs_diff,
             "prefill_max_abs_diff": report.prefill_max_abs_diff,
             "cached_max_abs_diff": report.cached_max_abs_diff,
             "positions_checked": report.positions_checked,
-            "atol": atol,
+            "atol": report.atol,
+            "logit_scale": report.logit_scale,
+            "top1_agreement": report.top1_agreement,
         },
         seconds=seconds,
     )

@@ -34,11 +34,15 @@ def make_random_gpt2(
     n_positions: int = 1024,
     seed: int = 0,
     initializer_range: float = 0.02,
+    perturb: float = 0.0,
 ) -> Path:
     """Save a random GPT2LMHeadModel of this shape, with GPT-2's tokenizer, to `out_dir`.
 
     GPT-2's initializer_range (0.02) gives nearly uniform next-token distributions;
-    a larger one (0.5) gives peaked ones, as a trained model has.
+    a larger one (0.5) gives peaked ones, as a trained model has. A fresh model's
+    biases are 0 and its LayerNorms the identity, so a graph that dropped one would
+    still match: `perturb` adds N(0, perturb) noise to every bias and LayerNorm
+    parameter, as training does.
     """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -56,6 +60,11 @@ def make_random_gpt2(
         eos_token_id=tokenizer.eos_token_id,
     )
     model = GPT2LMHeadModel(config).eval()
+    if perturb:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if parameter.ndim == 1:  # biases and LayerNorm weights/biases
+                    parameter.add_(torch.randn_like(parameter) * perturb)
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -21,8 +21,8 @@ import numpy as np
 from . import processors, warpers
 from .config import GenerationConfig
 from .errors import UsageError
-from .generator import CONTEXT, EOS, LENGTH, Timing, as_rows, left_pad, run_step
-from .kv_cache import KVCache
+from .generator import CONTEXT, EOS, LENGTH, Timing, as_rows, left_pad
+from .kv_cache import KVCache, new_cache
 from .session import DecoderSession
 
 BIG = np.float32(1e9)  # HF's "-1e9": a score no real hypothesis has
@@ -79,8 +79,8 @@ class BeamSearch:
         # The last token is chosen but never fed, so the context allows n_positions + 1 tokens in all.
         self._max_length = min(budget_end, self.session.info.n_positions + 1)
         self._capped = self._max_length < budget_end
-        self._cache = KVCache(self.session.empty_past(len(rows)))
-        self._logits = run_step(self.session, self._cache, input_ids, new_mask)[:, -1, :]  # [batch * beams, vocab]
+        self._cache = new_cache(self.session, len(rows), max(self._max_length - 1, width))  # the last token is never fed
+        self._logits = self._cache.step(input_ids, new_mask, last_only=True)[:, -1, :]  # [batch * beams, vocab]
         self._prompt_length = width
         self._cur_len = width
         self._starts = (width - new_mask.sum(axis=1)).reshape(batch, beams)[:, 0]  # [batch]
@@ -112,7 +112,7 @@ class BeamSearch:
         start = time.perf_counter()
         if self._pending is not None:
             ones = np.ones((len(self._pending), 1), np.int64)
-            self._logits = run_step(self.session, self._cache, self._pending[:, None], ones)[:, -1, :]
+            self._logits = self._cache.step(self._pending[:, None], ones)[:, -1, :]
         batch, beams = self._running.shape[:2]
         cur, vocab, keep = self._cur_len, self._logits.shape[-1], self._keep
 
@@ -143,7 +143,7 @@ class BeamSearch:
 
         # g. the cache follows the surviving beams
         rows = (np.arange(batch)[:, None] * beams + source_beam).reshape(-1)  # [batch * beams]
-        self._cache.past = [(key[rows], value[rows]) for key, value in self._cache.past]
+        self._cache.reorder(rows)
         self._cur_len = cur = cur + 1
         self._update_can_improve()
         early = self.config.early_stopping

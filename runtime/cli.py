@@ -112,6 +112,12 @@ def _add_generate_parser(subparsers) -> None:
     parser.add_argument("--bad-words", action="append", default=[], metavar="TEXT", help="never generate this text (repeatable)")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop where the text contains this (repeatable)")
     parser.add_argument("--seed", type=int, default=None, metavar="N", help="seed for sampling: the same seed gives the same text")
+    parser.add_argument(
+        "--context-overflow",
+        choices=("stop", "slide"),
+        default=None,
+        help="when the context is full: stop (default), or slide: keep its last 3/4 and go on (the model forgets the start)",
+    )
     parser.set_defaults(run=_run_generate, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
 
 
@@ -206,6 +212,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     settings = {field: getattr(args, field) for field, *_ in GENERATION_FLAGS.values() if getattr(args, field) is not None}
     if args.do_sample is not None:
         settings["do_sample"] = args.do_sample
+    if args.context_overflow is not None:
+        settings["context_overflow"] = args.context_overflow
     if args.stop:
         settings["stop_strings"] = tuple(_argument_text(s, "--stop") for s in args.stop)
     bad_words = [_argument_text(w, "--bad-words") for w in args.bad_words]
@@ -216,7 +224,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         settings["bad_words_ids"] = bad_words_ids(model.tokenizer, bad_words)
     config = model.config(**settings)
     streaming = not args.json and config.num_beams == 1 and config.num_return_sequences == 1
-    results, prefill_s, decode_s, new_tokens = [], 0.0, 0.0, 0
+    results, prefill_s, decode_s, new_tokens, steps = [], 0.0, 0.0, 0, 0
     for i, prompt in enumerate(prompts):
         seed = None if args.seed is None else args.seed + i  # each prompt its own reproducible stream
         if streaming:
@@ -235,9 +243,11 @@ def _run_generate(args: argparse.Namespace) -> int:
         results.append({"prompt": prompt, "sequences": [_sequence_json(s, model.tokenizer) for s in completion.sequences]})
         prefill_s += completion.timing.prefill_s
         decode_s += completion.timing.decode_s
-        new_tokens += completion.timing.new_tokens
+        steps += completion.timing.new_tokens
+        new_tokens += sum(len(sequence.token_ids) for sequence in completion.sequences)
     if args.json:
-        timing = {"load_s": load_s, "prefill_s": prefill_s, "decode_s": decode_s, "new_tokens": new_tokens}
+        # new_tokens: the tokens in the results; steps: decoding steps run (a batch's rows and beams share them).
+        timing = {"load_s": load_s, "prefill_s": prefill_s, "decode_s": decode_s, "new_tokens": new_tokens, "steps": steps}
         print(json.dumps({"model": str(model.folder), "provider": model.provider, "provider_note": model.provider_note, "results": results, "timing": timing}))
     return 0
 

@@ -19,6 +19,7 @@ from .errors import UsageError, short
 from .tokenizer import check_unicode
 
 EARLY_STOPPING = (True, False, "never")
+CONTEXT_OVERFLOW = ("stop", "slide")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class GenerationConfig:
     bos_token_id: int | None = None  # the prompt for an empty prompt
     # Output (gpt2onnx)
     logprobs: int | None = None  # report each token's log-probability and this many top alternatives
+    # Context (gpt2onnx): when prompt + new tokens fill n_positions, "stop" (finish_reason "context"),
+    # or "slide": keep the last 3/4 of the context, run it again as a new prompt and go on
+    context_overflow: str = "stop"
 
     def __post_init__(self) -> None:
         # Lists (JSON's arrays) become tuples, so a config is hashable and can't change.
@@ -147,6 +151,10 @@ class GenerationConfig:
             raise UsageError("beam sampling (do_sample=True with num_beams > 1) is not supported: choose one")
         if self.num_beams > 1 and self.logprobs is not None:
             raise UsageError("logprobs are not supported with beam search: use num_beams=1")
+        if self.context_overflow not in CONTEXT_OVERFLOW:
+            raise UsageError(f"context_overflow must be 'stop' or 'slide', got {short(self.context_overflow)}")
+        if self.num_beams > 1 and self.context_overflow == "slide":
+            raise UsageError("context_overflow='slide' is not supported with beam search: use num_beams=1")
         if self.num_beams > 1 and self.stop_strings:
             raise UsageError("stop_strings are not supported with beam search: use eos_token_id, or num_beams=1")
 

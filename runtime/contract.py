@@ -13,10 +13,16 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "gpt2onnx-manifest"
 MANIFEST_VERSION = 1
 
+# The manifest's `kv_cache`: how the graph keeps keys and values.
+SHARED_KV = "shared"  # gpt2onnx's GroupQueryAttention graph: one buffer per layer, past and present, updated in place
+CONCAT_KV = "concat"  # Optimum's graph: present = concat(past, new) every step (manifests without the key)
+KV_LAYOUTS = (SHARED_KV, CONCAT_KV)
+
 # Inputs of Optimum's GPT-2 decoder with past.
 INPUT_IDS = "input_ids"  # int64 [batch, seq]
 ATTENTION_MASK = "attention_mask"  # int64 [batch, past + seq]
 POSITION_IDS = "position_ids"  # int64 [batch, seq]
+LOGITS_TO_KEEP = "logits_to_keep"  # int64 [1], shared layout only: logits for the last k positions (transformers' name)
 # Outputs.
 LOGITS = "logits"  # float32 [batch, seq, vocab]
 
@@ -31,25 +37,36 @@ def present_names(layer: int) -> tuple[str, str]:
     return f"present.{layer}.key", f"present.{layer}.value"
 
 
-def io_signature(n_layer: int, dtype: str = "float32") -> dict:
-    """The manifest's `io` block: name, element type and symbolic shape of each tensor."""
-    kv_in = ["batch_size", "n_head", "past_sequence_length", "head_dim"]
-    kv_out = ["batch_size", "n_head", "past_sequence_length + sequence_length", "head_dim"]
+def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV) -> dict:
+    """The manifest's `io` block: name, element type and symbolic shape of each tensor.
+
+    In the shared layout past and present are one buffer of capacity max_sequence_length,
+    and row r of the attention mask sums to the tokens row r holds after the step.
+    """
+    if kv_cache == SHARED_KV:
+        kv_in = kv_out = ["batch_size", "n_head", "max_sequence_length", "head_dim"]
+    else:
+        kv_in = ["batch_size", "n_head", "past_sequence_length", "head_dim"]
+        kv_out = ["batch_size", "n_head", "past_sequence_length + sequence_length", "head_dim"]
     inputs = [
         {"name": INPUT_IDS, "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
         {"name": ATTENTION_MASK, "dtype": "int64", "shape": ["batch_size", "past_sequence_length + sequence_length"]},
         {"name": POSITION_IDS, "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
     ]
-    outputs = [{"name": LOGITS, "dtype": dtype, "shape": ["batch_size", "sequence_length", "vocab_size"]}]
+    logits_shape = ["batch_size", "sequence_length", "vocab_size"]
+    if kv_cache == SHARED_KV:
+        inputs.append({"name": LOGITS_TO_KEEP, "dtype": "int64", "shape": [1]})
+        logits_shape = ["batch_size", "logits_to_keep", "vocab_size"]
+    outputs = [{"name": LOGITS, "dtype": dtype, "shape": logits_shape}]
     for layer in range(n_layer):
         inputs += [{"name": n, "dtype": dtype, "shape": kv_in} for n in past_names(layer)]
         outputs += [{"name": n, "dtype": dtype, "shape": kv_out} for n in present_names(layer)]
     return {"inputs": inputs, "outputs": outputs}
 
 
-def input_names(n_layer: int) -> list[str]:
+def input_names(n_layer: int, kv_cache: str = CONCAT_KV) -> list[str]:
     """Every graph input (the graph itself may list them in another order)."""
-    return [tensor["name"] for tensor in io_signature(n_layer)["inputs"]]
+    return [tensor["name"] for tensor in io_signature(n_layer, kv_cache=kv_cache)["inputs"]]
 
 
 def output_names(n_layer: int) -> list[str]:

@@ -19,18 +19,11 @@ import numpy as np
 from . import processors, sampling, warpers
 from .config import GenerationConfig
 from .errors import UsageError
-from .kv_cache import KVCache
+from .kv_cache import KVCache, new_cache
 from .session import DecoderSession
 
 EOS, LENGTH, CONTEXT, STOP, CANCELLED = "eos", "length", "context", "stop", "cancelled"  # why a row stopped
-
-
-def run_step(session: DecoderSession, cache: KVCache, input_ids: np.ndarray, new_mask: np.ndarray) -> np.ndarray:
-    """Run new tokens [batch, seq] (mask [batch, seq]) on the cache and advance it; return logits [batch, seq, vocab]."""
-    mask, positions = cache.inputs_for(new_mask)
-    logits, present = session.forward(input_ids, mask, positions, cache.past)
-    cache.advance(mask, present)
-    return logits
+SLIDE_KEEP = 0.75  # context_overflow="slide": the fraction of n_positions a slid window keeps
 
 
 def as_rows(ids: Sequence[Sequence[int]] | Sequence[int]) -> list[list[int]]:
@@ -94,6 +87,7 @@ class Generator:
         self.finish_reasons: list[str | None] = []  # per row; None while running
         self.running: np.ndarray | None = None  # bool [rows]: still generating
         self.logprobs: list[list[TokenLogprobs]] = []  # per row, when config.logprobs is set
+        self.slides = 0  # times the context window slid (context_overflow="slide")
         self._cache: KVCache | None = None
         self._tokens: np.ndarray | None = None  # int64 [rows, prompt + budget]: allocated once, filled per step
         self._length = 0  # columns of _tokens in use
@@ -105,6 +99,7 @@ class Generator:
         self._eos = np.array(config.eos_token_ids, np.int64)
         self._pad = np.int64(config.pad)
         self._processors = processors.chain(config)
+        self._slide = False  # the context is full: slide the window before the next step
 
     @property
     def rows_per_prompt(self) -> int:
@@ -120,17 +115,22 @@ class Generator:
         rows = [row for row in as_rows(ids) for _ in range(self.rows_per_prompt)]
         input_ids, new_mask = left_pad(rows, int(self._pad), self.session.info)
         start = time.perf_counter()
-        self._cache = KVCache(self.session.empty_past(len(rows)))
-        self._logits = run_step(self.session, self._cache, input_ids, new_mask)[:, -1, :]  # [rows, vocab]
+        self._prompt_length = self._length = input_ids.shape[1]
+        self._budget = self.config.new_token_budget(self._prompt_length)
+        n_positions = self.session.info.n_positions
+        if self.config.context_overflow == "slide":  # the window slides: any budget fits
+            room, capacity = self._budget, n_positions
+        else:  # at most n_positions - prompt + 1 new tokens fit (the last one is never fed)
+            room = min(self._budget, n_positions - self._prompt_length + 1)
+            capacity = self._prompt_length + max(room - 1, 0)
+        self._slide = False  # the context is full and slides before the next step
+        self._cache = new_cache(self.session, len(rows), capacity)
+        self._logits = self._cache.step(input_ids, new_mask, last_only=True)[:, -1, :]  # [rows, vocab]
         self._starts = input_ids.shape[1] - new_mask.sum(axis=1)
         self.finish_reasons = [None] * len(rows)
         self.running = np.ones(len(rows), bool)
         self._ended_at = [None] * len(rows)  # per row: tokens made when it stopped
         self.logprobs = [[] for _ in rows]
-        self._prompt_length = self._length = input_ids.shape[1]
-        self._budget = self.config.new_token_budget(self._prompt_length)
-        # At most n_positions - prompt + 1 new tokens fit (the last one is never fed).
-        room = min(self._budget, self.session.info.n_positions - self._prompt_length + 1)
         self._tokens = np.empty((len(rows), self._prompt_length + room), np.int64)  # [rows, prompt + room]
         self._tokens[:, : self._prompt_length] = input_ids
         if self._budget == 0:
@@ -161,9 +161,11 @@ class Generator:
         if self.is_done():
             raise RuntimeError("generation is done: check is_done() before generate_next_token")
         start = time.perf_counter()
-        if self._pending is not None:
+        if self._slide:
+            self._slide_window()
+        elif self._pending is not None:
             ones = np.ones((len(self._pending), 1), np.int64)
-            self._logits = run_step(self.session, self._cache, self._pending[:, None], ones)[:, -1, :]
+            self._logits = self._cache.step(self._pending[:, None], ones)[:, -1, :]
         running = self.running.copy()  # [rows]: the rows this step makes a real token for
         tokens = np.where(running, self._choose(self._logits), self._pad)  # [rows]
         if self.config.logprobs is not None:
@@ -176,6 +178,18 @@ class Generator:
         self.timing.decode_s += time.perf_counter() - start
         return tokens
 
+    def _slide_window(self) -> None:
+        """context_overflow="slide": start a fresh cache on each row's last SLIDE_KEEP * n_positions
+        tokens (the pending one included), as if they were the prompt. GPT-2's positions are
+        absolute, so the window restarts at position 0; the text itself runs on unbroken."""
+        keep = max(1, int(self.session.info.n_positions * SLIDE_KEEP))
+        rows = [self.sequences[r, s:][-keep:].tolist() for r, s in enumerate(self._starts)]
+        input_ids, new_mask = left_pad(rows, int(self._pad), self.session.info)
+        self._cache = new_cache(self.session, len(rows), self.session.info.n_positions)
+        self._logits = self._cache.step(input_ids, new_mask, last_only=True)[:, -1, :]
+        self._slide = False
+        self.slides += 1
+
     def _record_logprobs(self, tokens: np.ndarray, running: np.ndarray) -> None:
         chosen, top_ids, top_logp = sampling.logprobs(self._logits, tokens, self.config.logprobs)
         for r in np.flatnonzero(running):
@@ -185,6 +199,8 @@ class Generator:
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
         hit_eos = running & np.isin(tokens, self._eos)
         out_of_context = self._cache.length >= self.session.info.n_positions  # no slot left to feed a token
+        if out_of_context and self.config.context_overflow == "slide":
+            self._slide, out_of_context = True, False
         for r in np.flatnonzero(running):
             if hit_eos[r]:
                 self.finish_row(r, EOS)

@@ -23,6 +23,7 @@ from . import contract, external_data
 from .errors import ModelLoadError, short
 
 DTYPES = ("float32", "float16")  # element types an export's logits and KV cache may have
+WEIGHTS = ("float32", "float16", "int8")  # how an export's weights may be stored
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ModelInfo:
     eos_token_id: int | None  # <|endoftext|> for GPT-2
     bos_token_id: int | None  # the same token for GPT-2
     dtype: str  # element type of logits and the KV cache, e.g. "float32"
+    kv_cache: str = contract.CONCAT_KV  # the graph's KV layout: "shared" (in-place buffers) or "concat" (Optimum's)
+    weights: str = "float32"  # how the weights are stored: "float32", "float16" or "int8" (dynamic quantization)
 
     @property
     def head_dim(self) -> int:
@@ -114,6 +117,12 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
     dtype = manifest.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ModelLoadError(f"{path} has dtype {short(dtype)}; gpt2onnx runs {', '.join(DTYPES)}: re-export the model")
+    kv_cache = manifest.get("kv_cache", contract.CONCAT_KV)
+    if kv_cache not in contract.KV_LAYOUTS:
+        raise ModelLoadError(f"{path} has kv_cache {short(kv_cache)}; gpt2onnx runs {', '.join(contract.KV_LAYOUTS)}: re-export the model")
+    weights = manifest.get("weights", dtype)
+    if weights not in WEIGHTS:
+        raise ModelLoadError(f"{path} has weights {short(weights)}; gpt2onnx runs {', '.join(WEIGHTS)}: re-export the model")
     info = ModelInfo(
         n_layer=whole("n_layer", 1),
         n_head=whole("n_head", 1),
@@ -123,6 +132,8 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
         eos_token_id=whole("eos_token_id", 0, optional=True),
         bos_token_id=whole("bos_token_id", 0, optional=True),
         dtype=dtype,
+        kv_cache=kv_cache,
+        weights=weights,
     )
     if info.n_embd % info.n_head:
         raise ModelLoadError(f"{path} describes an impossible model: re-export the model")

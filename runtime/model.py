@@ -42,27 +42,6 @@ def _rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-class _StopBetweenSteps:
-    """A search whose is_done() first applies a stop asked for by another thread.
-
-    Run.deltas() asks is_done() before every step, on the thread that iterates,
-    so the cancel lands between two tokens, never inside a step where a token is
-    half recorded (its text emitted but not its id). Everything else is the search's.
-    """
-
-    def __init__(self, search, stop: threading.Event):
-        self._search = search
-        self._stop = stop
-
-    def is_done(self) -> bool:
-        if self._stop.is_set():
-            self._search.cancel()
-        return self._search.is_done()
-
-    def __getattr__(self, name):
-        return getattr(self._search, name)
-
-
 class CompletionStream:
     """Iterates the text deltas of one prompt's completion; `.completion` holds the result.
 
@@ -74,8 +53,6 @@ class CompletionStream:
 
     def __init__(self, run: Run):
         self._run = run
-        self._stop = threading.Event()
-        run.search = _StopBetweenSteps(run.search, self._stop)
         self._deltas = run.deltas()
         self._consumer: int | None = None  # the thread that iterates
         self.completion: Completion | None = None
@@ -99,7 +76,7 @@ class CompletionStream:
         and `.completion` is set. From another thread it returns at once; the
         iterating thread's loop ends within one token and sets `.completion`.
         """
-        self._stop.set()
+        self._run.cancel()
         if self._consumer in (None, threading.get_ident()):
             for _ in self:
                 pass

@@ -7,6 +7,7 @@ CLI, the streaming API and the app all consume this one path.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -84,6 +85,7 @@ class Run:
         self._decoders = [StreamDecoder(self._tokenizer) for _ in range(rows)]
         self._stops = [StopMatcher(config.stop_strings) for _ in range(rows)]
         self.texts = [""] * rows
+        self._cancel = threading.Event()
 
     def _emit(self, row: int, text: str) -> str:
         text = self._stops[row].feed(text)
@@ -94,7 +96,11 @@ class Run:
 
     def deltas(self) -> Iterator[tuple[int, str]]:
         """Run to the end, yielding (row, text delta) for greedy search and sampling."""
-        while not self.search.is_done():
+        while True:
+            if self._cancel.is_set():
+                self.search.cancel()  # between two steps, on this thread: a token is never half recorded
+            if self.search.is_done():
+                break
             if self.rows_per_prompt == 0:
                 self.search.generate_next_token()
                 continue
@@ -119,8 +125,9 @@ class Run:
                 yield row, tail
 
     def cancel(self) -> None:
-        """Stop after the current token; the results keep what was made."""
-        self.search.cancel()
+        """Stop after the current token; the results keep what was made. Any thread may call it:
+        the iterating thread applies it before its next step (beam search too)."""
+        self._cancel.set()
 
     def completions(self) -> list[Completion]:
         """The results, one Completion per prompt (call after deltas() is exhausted)."""

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import UsageError
-from .generator import left_pad, run_step
-from .kv_cache import KVCache
+from .generator import left_pad
+from .kv_cache import new_cache
 from .session import DecoderSession
 
 if TYPE_CHECKING:
@@ -144,11 +144,11 @@ def run_batch(session: DecoderSession, batch: list[Window], pad_id: int, budget_
     # The last position predicts nothing, so it is never run. A batch whose
     # logits would overflow the budget runs in sequence chunks on the cache.
     step = max(1, budget_bytes // (len(batch) * vocab_size * _FLOAT32_BYTES))
-    cache = KVCache(session.empty_past(len(batch)))
+    cache = new_cache(session, len(batch), width)
     sums = np.zeros(len(batch))  # [batch]
     for a in range(0, width - 1, step):
         b = min(a + step, width - 1)
-        logits = run_step(session, cache, input_ids[:, a:b], new_mask[:, a:b])  # [batch, b - a, vocab]
+        logits = cache.step(input_ids[:, a:b], new_mask[:, a:b])  # [batch, b - a, vocab]
         for r, start in enumerate(starts):
             lo = max(start, a)
             if lo < b:  # only counted positions: padded ones may hold any values

@@ -1,6 +1,12 @@
 """The onnxruntime session that runs the exported GPT-2 decoder: one forward
 pass over new tokens and the past keys/values. It runs the model and nothing
-else; choosing tokens happens elsewhere.
+else; choosing tokens happens elsewhere, and the KV cache (kv_cache.py) decides
+what to feed.
+
+Two graph layouts (the manifest's `kv_cache`): "shared", gpt2onnx's
+GroupQueryAttention graph, runs through IOBinding on buffers the cache owns
+(on the CUDA device when CUDA runs); "concat", Optimum's plain graph, runs with
+numpy feeds and returns the whole present.
 """
 
 from __future__ import annotations
@@ -37,13 +43,15 @@ class DecoderSession:
             raise ModelLoadError(f"onnxruntime cannot load {model_path}: {str(e).splitlines()[0]} (re-export the model)") from None
         self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
         self._check_signature()
-        self._dtype = np.dtype(info.dtype)
+        self.dtype = np.dtype(info.dtype)
+        self.shared_kv = info.kv_cache == "shared"  # GroupQueryAttention graph: cache buffers updated in place
+        self._device = "cuda" if self.provider == "cuda" else "cpu"
         self._output_names = contract.output_names(info.n_layer)
         self.run_seconds = 0.0  # time spent inside onnxruntime's run, summed over every call (benchmarks read it)
         self.runs = 0  # calls to onnxruntime's run
 
     def _check_signature(self) -> None:
-        signature = contract.io_signature(self.info.n_layer, self.info.dtype)
+        signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache)
         for kind, got in (("inputs", self._session.get_inputs()), ("outputs", self._session.get_outputs())):
             want = {tensor["name"]: _ORT_TYPES.get(tensor["dtype"]) for tensor in signature[kind]}
             have = {tensor.name: tensor.type for tensor in got}
@@ -55,9 +63,9 @@ class DecoderSession:
                 )
 
     def empty_past(self, batch: int) -> Past:
-        """A zero-length past for the first step."""
+        """A zero-length past for the first step (the "concat" graph)."""
         shape = (batch, self.info.n_head, 0, self.info.head_dim)  # [batch, n_head, 0, head_dim]
-        return [(np.zeros(shape, self._dtype), np.zeros(shape, self._dtype)) for _ in range(self.info.n_layer)]
+        return [(np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)) for _ in range(self.info.n_layer)]
 
     def forward(
         self,
@@ -82,3 +90,36 @@ class DecoderSession:
         self.runs += 1
         present = list(zip(outputs[1::2], outputs[2::2]))
         return outputs[0], present
+
+    # ----- the "shared" graph: IOBinding on buffers the KV cache owns -----
+
+    def io_binding(self) -> ort.IOBinding:
+        """A fresh binding: one per KV cache, so threads sharing the session never share one."""
+        return self._session.io_binding()
+
+    def ortvalue(self, array: np.ndarray) -> ort.OrtValue:
+        """An OrtValue over a host numpy array's own memory (no copy)."""
+        return ort.OrtValue.ortvalue_from_numpy(array)
+
+    def kv_buffer(self, shape: tuple[int, ...]) -> tuple[ort.OrtValue, np.ndarray | None]:
+        """A zeroed key or value buffer [batch, n_head, capacity, head_dim] where the session computes:
+        (its OrtValue, and on the CPU the numpy array that owns its memory)."""
+        if self._device == "cuda":
+            return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.dtype), "cuda", 0), None
+        host = np.zeros(shape, self.dtype)
+        return ort.OrtValue.ortvalue_from_numpy(host), host
+
+    @staticmethod
+    def gather_rows(value: ort.OrtValue, host: np.ndarray | None, rows: np.ndarray, used: int) -> None:
+        """buffer[i] = buffer[rows[i]] over the first `used` slots, in place (beam search's reorder)."""
+        if host is None:  # on the device: a host round trip, so beams on CUDA copy the cache once per step
+            value.update_inplace(np.ascontiguousarray(value.numpy()[rows]))
+        else:
+            host[:, :, :used] = host[rows, :, :used]
+
+    def run_bound(self, binding: ort.IOBinding) -> None:
+        """Run the graph on a binding; outputs land where the binding says."""
+        start = time.perf_counter()
+        self._session.run_with_iobinding(binding)
+        self.run_seconds += time.perf_counter() - start
+        self.runs += 1

@@ -98,5 +98,14 @@ def test_generate_json_timing_is_honest(exports, capsys):
     timing = data["timing"]
     assert positive(timing["prefill_s"]) and positive(timing["decode_s"]) and positive(timing["load_s"])
     made = sum(len(s["token_ids"]) for r in data["results"] for s in r["sequences"])
-    assert made == 24 and timing["new_tokens"] == made
+    assert made == 24 and timing["new_tokens"] == made and timing["steps"] == 24
     assert wall >= timing["load_s"] + timing["prefill_s"] + timing["decode_s"]
+    # Rows that share steps: 3 sampled sequences of 5 tokens are 15 tokens in 5 steps.
+    args = ["generate", "--model", str(exports["tiny"].onnx_dir), "--provider", "cpu", "--json", "--do-sample", "--seed", "1"]
+    args += ["--max-new-tokens", "5", "--min-new-tokens", "5", "--num-return-sequences", "3", "Hello there"]
+    try:
+        assert cli.main(args) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    timing = json.loads(capsys.readouterr().out)["timing"]
+    assert timing["new_tokens"] == 15 and timing["steps"] == 5

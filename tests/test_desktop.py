@@ -86,6 +86,7 @@ def test_complete_accept_and_reject(qtbot, make_window):
     # Styled apart from the writer's text until accepted.
     styled = window.editor.extraSelections()
     assert styled and all(s.format.foreground().color() == PENDING_COLOUR for s in styled)
+    assert len(styled) == 1 and len(window.tracker.spans) > 1  # one selection for the whole run of same-looking spans
     expected = window.model.generate(PROMPT, do_sample=False, max_new_tokens=12, repetition_penalty=1.2, no_repeat_ngram_size=3).text
     assert completion == expected  # the same path as the API
 

@@ -44,7 +44,8 @@ def test_cli_export_then_generate_matches_transformers(small_checkpoint, tmp_pat
     assert report["output_dir"] == str(out)
     assert report["validation"]["max_abs_diff"] < 1e-4
     assert report["total_bytes"] == sum(report["files"].values())
-    assert set(report["seconds"]) == {"load", "export", "validate", "manifest", "total"}
+    assert set(report["seconds"]) == {"load", "export", "optimize", "validate", "manifest", "total"}
+    assert report["graph"] == {"kv_cache": "shared", "weights": "float32", "plain_graph_because": None}
     result = cli_json("generate", "--model", str(out), "--json", "--max-new-tokens", "20", "Once upon a time")
     assert result["provider"] in ("cpu", "cuda")
     assert set(result["timing"]) >= {"load_s", "prefill_s", "decode_s", "new_tokens"}
@@ -67,10 +68,11 @@ def test_manifest_describes_model_graph_and_files(exported):
     assert manifest["format"] == contract.MANIFEST_FORMAT and manifest["format_version"] == contract.MANIFEST_VERSION
     for key in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "eos_token_id"):
         assert manifest["model"][key] == config[key]
-    assert manifest["dtype"] == "float32"
+    assert manifest["dtype"] == "float32" and manifest["weights"] == "float32" and manifest["kv_cache"] == contract.SHARED_KV
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     n_layer = config["n_layer"]
-    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == set(contract.input_names(n_layer))
+    want_inputs = set(contract.input_names(n_layer, contract.SHARED_KV))
+    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == want_inputs
     assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer))
     on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
@@ -196,7 +198,7 @@ def test_progress_on_a_terminal_and_clean_output_in_a_pipeline(small_checkpoint,
         chunks.append(chunk)
     terminal = b"".join(chunks).decode()
     assert process.returncode == 0
-    for step in ("[1/4] checking", "[2/4] exporting ONNX", "[3/4] validating against PyTorch", "[4/4] hashing"):
+    for step in ("[1/5] checking", "[2/5] exporting ONNX", "[3/5] building the GroupQueryAttention graph", "[4/5] validating against PyTorch", "[5/5] hashing"):
         assert step in terminal, terminal
     assert stdout.decode().startswith("exported ")
     piped = run_cli("export", str(small_checkpoint), str(tmp_path / "piped"), "--json")

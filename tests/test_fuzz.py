@@ -104,6 +104,7 @@ FLAG_VALUES = {
     "--num-return-sequences": value(["1", "2", "3"], ["-1", "0"]),
     "--logprobs": value(["0", "2", "50257"], ["-1", "50258", "99999999999999999999"]),
     "--seed": value(["0", "7", str(2**70)], ["-5", "x"]),
+    "--context-overflow": value(["stop", "slide"], ["wrap", ""]),
     "--threads": value(["0", "1", "2"], ["-1", "4096", "99999999999999999999", "x"]),
     "--provider": value(["cpu", "auto"], ["cuda", "tpu"]),
     "--stop": st.text(max_size=4) | st.sampled_from(["\udcff", "a\udce9", " ", "e"]),
@@ -189,6 +190,7 @@ SENSIBLE = {  # per field, values of the right type and range (most of them vali
     "pad_token_id": st.none() | TOKEN,
     "bos_token_id": st.none() | TOKEN,
     "logprobs": st.none() | st.integers(0, 5) | st.sampled_from([50257, 50258]),
+    "context_overflow": st.sampled_from(["stop", "slide", "SLIDE", ""]),
 }
 assert set(SENSIBLE) == set(FIELDS)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gpt2onnx.runtime import UsageError, load
-from gpt2onnx.runtime import scoring
+from gpt2onnx.runtime import kv_cache, scoring
 from gpt2onnx.runtime.scoring import score, score_ids, window_spans
 
 from conftest import torch_model
@@ -105,15 +105,15 @@ def test_windows_count_each_token_once():
 
 
 def count_forward_calls(model, monkeypatch) -> list[int]:
-    """Record the batch size of every session call."""
+    """Record the batch size of every forward pass (a step of either KV cache layout)."""
     calls = []
-    forward = model.session.forward
+    for cls in (kv_cache.SharedKVCache, kv_cache.ConcatKVCache):
 
-    def counting(input_ids, *args):
-        calls.append(input_ids.shape[0])
-        return forward(input_ids, *args)
+        def counting(self, input_ids, new_mask, _step=cls.step):
+            calls.append(input_ids.shape[0])
+            return _step(self, input_ids, new_mask)
 
-    monkeypatch.setattr(model.session, "forward", counting)
+        monkeypatch.setattr(cls, "step", counting)
     return calls
 
 

@@ -1,0 +1,197 @@
+"""The decoder graph gpt2onnx runs: GPT-2 rebuilt around onnxruntime's
+GroupQueryAttention, with the KV cache in one preallocated buffer per layer
+that onnxruntime updates in place.
+
+Optimum's graph concatenates the whole past with the new keys and values at
+every step, so each token copies the cache and per-token latency grows with the
+context. GroupQueryAttention (a `com.microsoft` contrib op) takes a past buffer
+of capacity `max_sequence_length`; when the caller binds the same buffer as the
+`present` output, the op writes the new keys/values into it at each row's own
+length and attends over that length only (onnxruntime-genai runs its models
+this way). The weights come from Optimum's validated export, read by
+GPT-2's own parameter names; the rest of the graph follows GPT2LMHeadModel
+op for op, and onnxruntime's transformer optimizer then fuses LayerNorm+Add and
+the tanh GELU into its contrib kernels.
+
+The I/O names stay Optimum's (gpt2onnx.runtime.contract). What changes:
+- past_key_values.{i}.key|value and present.{i}.key|value are the same buffer,
+  [batch, n_head, max_sequence_length, head_dim];
+- attention_mask [batch, total_sequence_length] only says how many tokens each
+  row holds (its sum): row r's keys/values sit at slots 0 .. sum_r - 1, so a
+  batch's prompts are right-padded (the runtime's KV cache does this);
+- one more input, logits_to_keep (transformers' name): logits come for the last
+  k positions only, so a prefill computes one row of logits instead of seq rows.
+
+Left out on purpose: checkpoints this graph can't express (an activation other
+than GELU, head_dim not a multiple of 8) keep Optimum's graph; `supports` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gpt2onnx.runtime import contract
+
+MS_DOMAIN = "com.microsoft"
+IR_VERSION = 10  # what onnxruntime 1.2x-1.31 reads (onnx 1.23 would write 14 for opset 18)
+# GPT-2 activations the graph builds, by config.json's `activation_function`.
+TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+ERF_GELU = ("gelu",)
+
+
+def supports(config: dict) -> str | None:
+    """None when the GroupQueryAttention graph can express this GPT-2 config, else why not."""
+    head_dim = config["n_embd"] // config["n_head"]
+    if head_dim % 8:
+        return f"head_dim {head_dim} is not a multiple of 8 (GroupQueryAttention needs that)"
+    activation = config.get("activation_function", "gelu_new")
+    if activation not in TANH_GELU + ERF_GELU:
+        return f"activation_function {activation!r} is not built"
+    if config.get("reorder_and_upcast_attn"):
+        return "reorder_and_upcast_attn is not built"
+    return None
+
+
+def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
+    """Every weight of Optimum's GPT-2 graph by its PyTorch name (transformer.h.0.attn.c_attn.weight, ...).
+
+    The exporter folds equal tensors into one initializer and names the others
+    through Identity nodes; following those gives each parameter its own name back.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(optimum_model), load_external_data=True)
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+        elif node.op_type == "Constant" and node.output[0].startswith("transformer."):
+            weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return weights
+
+
+class _Builder:
+    """Collects nodes and initializers; names every intermediate tensor once."""
+
+    def __init__(self):
+        self.nodes, self.initializers, self._count = [], [], 0
+
+    def weight(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, domain: str = "", **attrs) -> list[str]:
+        from onnx import helper
+
+        self._count += 1
+        if isinstance(outputs, int):
+            outputs = [f"/{op_type.lower()}_{self._count}_{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=f"/{op_type}_{self._count}", domain=domain, **attrs))
+        return outputs
+
+    def one(self, op_type: str, *inputs: str, domain: str = "", **attrs) -> str:
+        return self.op(op_type, list(inputs), 1, domain, **attrs)[0]
+
+
+def _gelu(b: _Builder, x: str, activation: str) -> str:
+    """GPT-2's MLP activation, written as transformers computes it (the optimizer fuses it)."""
+    if activation in ERF_GELU:  # 0.5 x (1 + erf(x / sqrt 2))
+        scaled = b.one("Div", x, b.weight(f"{x}/sqrt2", np.array(math.sqrt(2.0), np.float32)))
+        erf = b.one("Add", b.one("Erf", scaled), b.weight(f"{x}/one", np.array(1.0, np.float32)))
+        return b.one("Mul", b.one("Mul", x, erf), b.weight(f"{x}/half", np.array(0.5, np.float32)))
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    cube = b.one("Pow", x, b.weight(f"{x}/three", np.array(3.0, np.float32)))
+    inner = b.one("Add", x, b.one("Mul", cube, b.weight(f"{x}/c", np.array(0.044715, np.float32))))
+    tanh = b.one("Tanh", b.one("Mul", inner, b.weight(f"{x}/k", np.array(math.sqrt(2.0 / math.pi), np.float32))))
+    one_plus = b.one("Add", tanh, b.weight(f"{x}/one", np.array(1.0, np.float32)))
+    return b.one("Mul", b.one("Mul", x, b.weight(f"{x}/half", np.array(0.5, np.float32))), one_plus)
+
+
+def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False):
+    """The GroupQueryAttention decoder as an onnx ModelProto (float32).
+
+    lm_head_transposed: store the output layer as its own [n_embd, vocab] weight (for
+    int8: the quantizer only quantizes MatMuls whose weight is an initializer);
+    otherwise it reads the tied wte through a Transpose, so the file holds wte once.
+    """
+    from onnx import TensorProto, helper
+
+    n_layer, n_head, n_embd = config["n_layer"], config["n_head"], config["n_embd"]
+    head_dim = n_embd // n_head
+    eps = float(config.get("layer_norm_epsilon", 1e-5))
+    activation = config.get("activation_function", "gelu_new")
+    b = _Builder()
+    w = lambda name: b.weight(name, weights[name])  # noqa: E731 - a GPT-2 parameter by its name
+
+    # How many tokens each row holds after this step, and the widest row: GroupQueryAttention's
+    # seqlens_k (= length - 1) and total_sequence_length, both int32.
+    one = b.weight("/const/one", np.array([1], np.int64))
+    lengths = b.one("ReduceSum", contract.ATTENTION_MASK, one, keepdims=0)  # [batch]
+    seqlens_k = b.one("Cast", b.one("Sub", lengths, one), to=TensorProto.INT32)  # [batch]
+    width = b.one("Gather", b.one("Shape", contract.ATTENTION_MASK), b.weight("/const/axis1", np.array(1, np.int64)), axis=0)
+    total = b.one("Cast", width, to=TensorProto.INT32)  # scalar
+
+    wte = w("transformer.wte.weight")
+    hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
+    for i in range(n_layer):
+        p = f"transformer.h.{i}."
+        x = b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
+        qkv = b.one("Add", b.one("MatMul", x, w(p + "attn.c_attn.weight")), w(p + "attn.c_attn.bias"))  # [batch, seq, 3 n_embd]
+        split = b.weight(f"/h.{i}/split", np.array([n_embd] * 3, np.int64))
+        q, k, v = b.op("Split", [qkv, split], 3, axis=-1)
+        past_key, past_value = contract.past_names(i)
+        present_key, present_value = contract.present_names(i)
+        scale = 1.0 / math.sqrt(head_dim) if config.get("scale_attn_weights", True) else 1.0
+        if config.get("scale_attn_by_inverse_layer_idx"):
+            scale /= i + 1
+        attn = b.op(
+            "GroupQueryAttention",
+            [q, k, v, past_key, past_value, seqlens_k, total],
+            [f"/h.{i}/attn", present_key, present_value],
+            domain=MS_DOMAIN,
+            num_heads=n_head,
+            kv_num_heads=n_head,
+            scale=scale,
+        )[0]  # [batch, seq, n_embd]
+        out = b.one("Add", b.one("MatMul", attn, w(p + "attn.c_proj.weight")), w(p + "attn.c_proj.bias"))
+        hidden = b.one("Add", hidden, out)
+        x = b.one("LayerNormalization", hidden, w(p + "ln_2.weight"), w(p + "ln_2.bias"), axis=-1, epsilon=eps)
+        up = b.one("Add", b.one("MatMul", x, w(p + "mlp.c_fc.weight")), w(p + "mlp.c_fc.bias"))
+        down = b.one("Add", b.one("MatMul", _gelu(b, up, activation), w(p + "mlp.c_proj.weight")), w(p + "mlp.c_proj.bias"))
+        hidden = b.one("Add", hidden, down)
+    # Only the last logits_to_keep positions reach the output layer: a prompt's prefill needs one
+    # row of logits, not seq x vocab of them (a third of a 512-token prefill's work on gpt2).
+    start = b.one("Neg", contract.LOGITS_TO_KEEP)
+    end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
+    hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
+    final = b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
+    if lm_head_transposed:
+        lm_head = b.weight("lm_head.weight_transposed", weights["transformer.wte.weight"].T)  # [n_embd, vocab]
+    else:
+        lm_head = b.one("Transpose", wte, perm=[1, 0])  # onnxruntime folds it once at load
+    b.op("MatMul", [final, lm_head], [contract.LOGITS])
+
+    kv = ["batch_size", n_head, "max_sequence_length", head_dim]
+    inputs = [
+        helper.make_tensor_value_info(contract.INPUT_IDS, TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info(contract.ATTENTION_MASK, TensorProto.INT64, ["batch_size", "total_sequence_length"]),
+        helper.make_tensor_value_info(contract.POSITION_IDS, TensorProto.INT64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info(contract.LOGITS_TO_KEEP, TensorProto.INT64, [1]),
+    ]
+    outputs = [helper.make_tensor_value_info(contract.LOGITS, TensorProto.FLOAT, ["batch_size", "logits_to_keep", config["vocab_size"]])]
+    for i in range(n_layer):
+        inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.past_names(i)]
+        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.present_names(i)]
+    graph = helper.make_graph(b.nodes, "gpt2_gqa", inputs, outputs, b.initializers)
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="gpt2onnx",
+        ir_version=IR_VERSION,
+    )

@@ -1,0 +1,118 @@
+"""From Optimum's validated graph to the graph gpt2onnx ships: rebuilt around
+GroupQueryAttention (fast_graph.py), fused by onnxruntime's transformer
+optimizer, then optionally int8 (onnxruntime's dynamic quantization) or
+float16 (onnxruntime's float16 converter, for CUDA).
+
+Order matters, as onnxruntime's own notes say: build -> fuse -> quantize. The
+fused graph holds contrib ops the quantizer doesn't know, so it is told their
+tensors are float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt2onnx.runtime import contract
+
+from . import fast_graph
+from .onnx_export import EXTERNAL_DATA_FILE
+
+WEIGHTS = ("float32", "int8", "float16")  # --weights choices: how the shipped graph stores its weights
+TWO_GB = 2**31 - 1  # protobuf's limit: above it the weights go to model.onnx_data
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """What `gpt2onnx export` writes as model.onnx."""
+
+    graph: str = "gqa"  # "gqa": GroupQueryAttention with an in-place KV cache; "optimum": Optimum's graph as exported
+    weights: str = "float32"  # "float32", "int8" (CPU) or "float16" (CUDA)
+
+
+def save(model, path: Path) -> None:
+    """Write a ModelProto, with the weights in model.onnx_data when they pass protobuf's 2 GB."""
+    import onnx
+
+    (path.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    if size < TWO_GB - (64 << 20):
+        onnx.save(model, str(path))
+        return
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
+
+
+def fuse(model, config: dict):
+    """onnxruntime's transformer optimizer on the rebuilt graph: LayerNorm + residual Add ->
+    SkipLayerNormalization, tanh GELU + bias -> FastGelu. (Attention is already fused.)"""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("gpt2")
+    options.enable_attention = False  # GroupQueryAttention is built in; the gpt2 attention fusion looks for Optimum's pattern
+    logger = logging.getLogger("onnxruntime.transformers")
+    level, logger.level = logger.level, logging.ERROR  # it warns that the producer is not "pytorch"
+    try:
+        optimized = optimize_model(
+            model, model_type="gpt2", num_heads=config["n_head"], hidden_size=config["n_embd"], opt_level=0, optimization_options=options
+        )
+    finally:
+        logger.setLevel(level)
+    return optimized.model
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of every MatMul with a constant weight (onnxruntime.quantization):
+    weights int8 per tensor, activations quantized on the fly; LayerNorms, attention and the
+    embeddings stay float32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
+        src, dst = Path(tmp) / "fused.onnx", Path(tmp) / "int8.onnx"
+        save(model, src)
+        root = logging.getLogger()
+        level, root.level = root.level, logging.ERROR  # its advice to run shape-inference pre-processing: not for this graph
+        try:
+            quantize_dynamic(
+                src,
+                dst,
+                weight_type=QuantType.QInt8,
+                per_channel=True,  # one scale per output column
+                reduce_range=True,  # 7-bit weights: x86 u8s8 kernels without VNNI saturate on full-range int8 pairs
+                op_types_to_quantize=["MatMul"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # for the contrib ops' outputs
+            )
+        finally:
+            root.setLevel(level)
+        return onnx.load(str(dst))
+
+
+def to_float16(model):
+    """Weights, activations, the KV cache and the logits in float16 (onnxruntime's converter),
+    for CUDA, where GroupQueryAttention runs in float16 only."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
+
+
+def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
+    """Replace Optimum's folder/model.onnx with the graph `plan` asks for; return the manifest's kv_cache."""
+    import onnx
+
+    if plan.graph == "optimum":
+        return contract.CONCAT_KV
+    path = folder / contract.MODEL_FILE
+    weights = fast_graph.read_weights(path)
+    model = fuse(fast_graph.build(weights, config, lm_head_transposed=plan.weights == "int8"), config)
+    del weights
+    if plan.weights == "int8":
+        model = quantize_int8(model)
+    elif plan.weights == "float16":
+        model = to_float16(model)
+    model.ir_version = fast_graph.IR_VERSION
+    save(model, path)
+    onnx.checker.check_model(str(path))
+    return contract.SHARED_KV
