@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="export folder (default: a random gpt2-124M-shape export)")
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--colours", action="store_true", help="colour tokens by probability (a selection per token)")
     args = parser.parse_args()
 
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, Qt, QTimer
@@ -72,6 +73,7 @@ def main() -> int:
         poll.stop()
 
     wait_until(lambda: window.model is not None)
+    window.colour_action.setChecked(args.colours)
     greedy = dataclasses.replace(PRESETS["Greedy"], max_new_tokens=args.tokens, repetition_penalty=1.0, no_repeat_ngram_size=0)
     window.panel.set_settings(greedy)
     window.editor.setPlainText("Once upon a time")
@@ -119,14 +121,14 @@ def main() -> int:
         window.reject_completion()
     cancel = {"median_ms": round(statistics.median(latencies), 1), "max_ms": round(max(latencies), 1)}
 
-    result = {"model": model, "platform": app.platformName(), "event_loop": lag, "cancel": cancel}
+    result = {"model": model, "platform": app.platformName(), "colours": args.colours, "event_loop": lag, "cancel": cancel}
     window.reject_completion()
     window.editor.document().setModified(False)  # nothing to save: close without asking
     window.close()
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"model {model} on {app.platformName()}")
+        print(f"model {model} on {app.platformName()}{', tokens coloured by probability' if args.colours else ''}")
         print(f"{lag['new_tokens']} tokens at {lag['tokens_per_second']} tok/s: longest event-loop stall {lag['longest_stall_ms']} ms, p99 {lag['p99_stall_ms']} ms over {lag['ticks']} ticks")
         print(f"cancel latency over 10 stops: median {cancel['median_ms']} ms, max {cancel['max_ms']} ms")
     return 0
