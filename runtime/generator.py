@@ -197,7 +197,7 @@ class Generator:
             self.logprobs[r].append(TokenLogprobs(int(tokens[r]), float(chosen[r]), top))
 
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
-        hit_eos = running & np.isin(tokens, self._eos)
+        hit_eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]; np.isin costs ~50 us a step
         out_of_context = self._cache.length >= self.session.info.n_positions  # no slot left to feed a token
         if out_of_context and self.config.context_overflow == "slide":
             self._slide, out_of_context = True, False

@@ -76,6 +76,8 @@ class SharedKVCache:
                 self._binding.bind_ortvalue_input(past, value)
                 self._binding.bind_ortvalue_output(present, value)
                 self.buffers.append((value, host))
+        self._decode: dict[str, np.ndarray] | None = None  # one-token steps' inputs, bound once (see _decode_step)
+        self._decode_bound = False
 
     @property
     def length(self) -> int:
@@ -86,6 +88,8 @@ class SharedKVCache:
         """Run new tokens [batch, seq] (mask [batch, seq], 0 = left padding); return logits [batch, seq, vocab],
         or with last_only [batch, 1, vocab] for the last position (a prefill that only needs the next token)."""
         batch, seq = input_ids.shape
+        if seq == 1 and self.width and self.capacity > 1 and bool(new_mask.all()):
+            return self._decode_step(input_ids)
         real = new_mask.sum(axis=1)  # [batch]
         padded = bool((real < seq).any())
         if self.width and (padded or (seq > 1 and batch > 1)):
@@ -100,6 +104,7 @@ class SharedKVCache:
         positions = self.lengths[:, None] + np.arange(seq)[None, :]  # [batch, seq]: padding past a row's end is never read
         mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)  # [batch, width]: its sums are the lengths
         binding = self._binding
+        self._decode_bound = False
         binding.bind_cpu_input(contract.INPUT_IDS, np.ascontiguousarray(input_ids, np.int64))
         binding.bind_cpu_input(contract.ATTENTION_MASK, mask)
         binding.bind_cpu_input(contract.POSITION_IDS, np.minimum(positions, self.session.info.n_positions - 1))
@@ -114,6 +119,7 @@ class SharedKVCache:
             self.session.run_bound(binding)
             logits = binding.get_outputs()[0].numpy()  # [batch, seq, vocab]
         self.lengths, self.width = lengths, width
+        self._set_mask()  # the one-token steps' mask, if they ran before
         if logits.dtype != np.float32:  # a float16 export: the searches work in float32
             logits = logits.astype(np.float32)
         if padded:  # back to the left-padded layout the searches use
@@ -122,12 +128,50 @@ class SharedKVCache:
                 logits = logits[:, -1:]
         return logits
 
+    def _decode_step(self, input_ids: np.ndarray) -> np.ndarray:
+        """One token per row, the common case: the step's inputs live in arrays bound once and
+        updated in place, so a step costs onnxruntime's run and little else. The mask is
+        [batch, capacity] wide: for one-token steps the graph only reads its row sums."""
+        batch = input_ids.shape[0]
+        if int(self.lengths.max()) + 1 > self.capacity:
+            raise UsageError(f"the KV cache holds {self.capacity} tokens per row: this step needs more")
+        if self._decode is None:
+            self._decode = {
+                contract.INPUT_IDS: np.zeros((batch, 1), np.int64),  # [batch, 1]
+                contract.POSITION_IDS: np.zeros((batch, 1), np.int64),  # [batch, 1]
+                contract.ATTENTION_MASK: np.zeros((batch, self.capacity), np.int64),  # [batch, capacity]
+                contract.LOGITS_TO_KEEP: np.ones(1, np.int64),
+            }
+            self._decode_values = {name: self.session.ortvalue(array) for name, array in self._decode.items()}
+            self._set_mask()
+        if not self._decode_bound:
+            for name, value in self._decode_values.items():
+                self._binding.bind_ortvalue_input(name, value)
+            self._decode_bound = True
+        d = self._decode
+        rows = np.arange(batch)
+        d[contract.INPUT_IDS][:, 0] = input_ids[:, 0]
+        d[contract.POSITION_IDS][:, 0] = np.minimum(self.lengths, self.session.info.n_positions - 1)
+        d[contract.ATTENTION_MASK][rows, self.lengths] = 1  # the new token's slot: row sums become lengths + 1
+        logits = np.empty((batch, 1, self.session.info.vocab_size), self.session.dtype)  # [batch, 1, vocab]: a fresh array, earlier logits stay valid
+        self._binding.bind_ortvalue_output(contract.LOGITS, self.session.ortvalue(logits))
+        self.session.run_bound(self._binding)
+        self.lengths = self.lengths + 1
+        self.width += 1
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)
+
+    def _set_mask(self) -> None:
+        if self._decode is not None:
+            mask = self._decode[contract.ATTENTION_MASK]
+            mask[:] = np.arange(self.capacity)[None, :] < self.lengths[:, None]
+
     def reorder(self, rows: np.ndarray) -> None:
         """Make row i hold what row rows[i] held (beam search follows its surviving beams)."""
         used = int(self.lengths.max())
         for value, host in self.buffers:
             self.session.gather_rows(value, host, rows, used)
         self.lengths = self.lengths[rows]
+        self._set_mask()
 
 
 KVCache = ConcatKVCache | SharedKVCache
