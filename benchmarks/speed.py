@@ -69,7 +69,6 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -461,13 +460,9 @@ class Cache:
 
 
 def versions(*names: str) -> dict:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    from gpt2onnx.export.manifest import package_versions
+
+    return package_versions(names)
 
 
 def build_models(work: Path, plan: Plan) -> tuple[dict[str, Path], dict, dict]:

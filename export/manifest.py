@@ -34,10 +34,10 @@ def model_info_from_config(config: dict, dtype: str = "float32", kv_cache: str =
     )
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the exporter stack (absent packages left out)."""
+def package_versions(names: tuple[str, ...] = EXPORTER_PACKAGES) -> dict[str, str]:
+    """Installed versions of these packages, by default the exporter stack (absent packages left out)."""
     versions = {}
-    for name in EXPORTER_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
