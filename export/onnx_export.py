@@ -20,26 +20,27 @@ OPSET = 18
 EXTERNAL_DATA_FILE = contract.MODEL_FILE + "_data"  # Optimum's name for the weights of a model over 2 GB
 
 
-def _save_large_aware(model, save_path) -> None:
-    """optimum's check_and_save_model, made to work for models over 2 GB.
-
-    optimum-onnx 0.1.0 asks `model.ByteSize()` first, which raises under protobuf 7
-    for a proto over 2 GB, and it would then save it as one file anyway. Small
-    models go through optimum's own function unchanged.
-    """
+def fits_one_file(model) -> bool:
+    """Whether a ModelProto stays under protobuf's 2 GB limit (ByteSize raises above it under protobuf 7)."""
     import onnx
     from google.protobuf.message import EncodeError
-    from optimum.onnx import graph_transformations
 
     try:
-        small = model.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF
+        return model.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF
     except (EncodeError, ValueError):
-        small = False
-    if small:
-        return graph_transformations._check_and_save_model_unpatched(model, save_path)
+        return False
+
+
+def save_onnx(model, save_path) -> None:
+    """Write a ModelProto as model.onnx, with its weights in model.onnx_data when it passes 2 GB."""
+    import onnx
+
     save_path = Path(save_path)
     save_path.unlink(missing_ok=True)
     (save_path.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
+    if fits_one_file(model):
+        onnx.save(model, str(save_path))
+        return
     onnx.save(
         model,
         str(save_path),
@@ -49,6 +50,21 @@ def _save_large_aware(model, save_path) -> None:
         convert_attribute=True,
         size_threshold=100,
     )
+
+
+def _save_large_aware(model, save_path) -> None:
+    """optimum's check_and_save_model, made to work for models over 2 GB.
+
+    optimum-onnx 0.1.0 asks `model.ByteSize()` first, which raises under protobuf 7
+    for a proto over 2 GB, and it would then save it as one file anyway. Small
+    models go through optimum's own function unchanged.
+    """
+    import onnx
+    from optimum.onnx import graph_transformations
+
+    if fits_one_file(model):
+        return graph_transformations._check_and_save_model_unpatched(model, save_path)
+    save_onnx(model, save_path)
     onnx.checker.check_model(str(save_path))
 
 

@@ -18,10 +18,7 @@ from pathlib import Path
 from gpt2onnx.runtime import contract
 
 from . import fast_graph
-from .onnx_export import EXTERNAL_DATA_FILE
-
-WEIGHTS = ("float32", "int8", "float16")  # --weights choices: how the shipped graph stores its weights
-TWO_GB = 2**31 - 1  # protobuf's limit: above it the weights go to model.onnx_data
+from .onnx_export import save_onnx
 
 
 @dataclass(frozen=True)
@@ -30,18 +27,6 @@ class GraphPlan:
 
     graph: str = "gqa"  # "gqa": GroupQueryAttention with an in-place KV cache; "optimum": Optimum's graph as exported
     weights: str = "float32"  # "float32", "int8" (CPU) or "float16" (CUDA)
-
-
-def save(model, path: Path) -> None:
-    """Write a ModelProto, with the weights in model.onnx_data when they pass protobuf's 2 GB."""
-    import onnx
-
-    (path.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
-    size = sum(t.ByteSize() for t in model.graph.initializer)
-    if size < TWO_GB - (64 << 20):
-        onnx.save(model, str(path))
-        return
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=EXTERNAL_DATA_FILE, size_threshold=1024)
 
 
 def fuse(model, config: dict):
@@ -72,7 +57,7 @@ def quantize_int8(model):
 
     with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
         src, dst = Path(tmp) / "fused.onnx", Path(tmp) / "int8.onnx"
-        save(model, src)
+        save_onnx(model, src)
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # its advice to run shape-inference pre-processing: not for this graph
         try:
@@ -113,6 +98,6 @@ def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
     elif plan.weights == "float16":
         model = to_float16(model)
     model.ir_version = fast_graph.IR_VERSION
-    save(model, path)
+    save_onnx(model, path)
     onnx.checker.check_model(str(path))
     return contract.SHARED_KV

@@ -123,7 +123,6 @@ class Generator:
         else:  # at most n_positions - prompt + 1 new tokens fit (the last one is never fed)
             room = min(self._budget, n_positions - self._prompt_length + 1)
             capacity = self._prompt_length + max(room - 1, 0)
-        self._slide = False  # the context is full and slides before the next step
         self._cache = new_cache(self.session, len(rows), capacity)
         self._logits = self._cache.step(input_ids, new_mask, last_only=True)[:, -1, :]  # [rows, vocab]
         self._starts = input_ids.shape[1] - new_mask.sum(axis=1)

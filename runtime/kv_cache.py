@@ -94,8 +94,7 @@ class SharedKVCache:
         padded = bool((real < seq).any())
         if self.width and (padded or (seq > 1 and batch > 1)):
             raise UsageError("a cached step after the prompt takes one token per row, or several in a batch of one")
-        if int(self.lengths.max()) + seq > self.capacity:
-            raise UsageError(f"the KV cache holds {self.capacity} tokens per row: this step needs more")
+        self._check_room(seq)
         if padded:  # right-align the left-padded prompt: row r's real tokens to slots 0 .. real_r - 1
             shift = (np.arange(seq)[None, :] + (seq - real)[:, None]) % seq  # [batch, seq]
             input_ids = np.take_along_axis(input_ids, shift, axis=1)
@@ -110,31 +109,37 @@ class SharedKVCache:
         binding.bind_cpu_input(contract.POSITION_IDS, np.minimum(positions, self.session.info.n_positions - 1))
         keep = 1 if last_only and not padded else seq  # a padded row's last token is not at the end: keep all
         binding.bind_cpu_input(contract.LOGITS_TO_KEEP, np.array([keep], np.int64))
-        if keep == 1:  # onnxruntime writes straight into a fresh array: no copy, and earlier logits stay valid
-            logits = np.empty((batch, 1, self.session.info.vocab_size), self.session.dtype)  # [batch, 1, vocab]
-            binding.bind_ortvalue_output(contract.LOGITS, self.session.ortvalue(logits))
-            self.session.run_bound(binding)
-        else:
-            binding.bind_output(contract.LOGITS, "cpu")
-            self.session.run_bound(binding)
-            logits = binding.get_outputs()[0].numpy()  # [batch, seq, vocab]
+        logits = self._run(batch, keep)
         self.lengths, self.width = lengths, width
         self._set_mask()  # the one-token steps' mask, if they ran before
-        if logits.dtype != np.float32:  # a float16 export: the searches work in float32
-            logits = logits.astype(np.float32)
+        if padded and last_only:  # each row's last real token, right-aligned at real_r - 1
+            return logits[np.arange(batch), real - 1][:, None, :]  # [batch, 1, vocab]
         if padded:  # back to the left-padded layout the searches use
             logits = np.take_along_axis(logits, ((np.arange(seq)[None, :] - (seq - real)[:, None]) % seq)[:, :, None], axis=1)
-            if last_only:
-                logits = logits[:, -1:]
         return logits
+
+    def _check_room(self, seq: int) -> None:
+        if int(self.lengths.max()) + seq > self.capacity:
+            raise UsageError(f"the KV cache holds {self.capacity} tokens per row: this step needs more")
+
+    def _run(self, batch: int, keep: int) -> np.ndarray:
+        """Run the bound inputs; logits [batch, keep, vocab] as float32 (the searches' type)."""
+        if keep == 1:  # onnxruntime writes straight into a fresh array: no copy, and earlier logits stay valid
+            logits = np.empty((batch, 1, self.session.info.vocab_size), self.session.dtype)  # [batch, 1, vocab]
+            self._binding.bind_ortvalue_output(contract.LOGITS, self.session.ortvalue(logits))
+            self.session.run_bound(self._binding)
+        else:
+            self._binding.bind_output(contract.LOGITS, "cpu")
+            self.session.run_bound(self._binding)
+            logits = self._binding.get_outputs()[0].numpy()  # [batch, keep, vocab]
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)  # float16 exports
 
     def _decode_step(self, input_ids: np.ndarray) -> np.ndarray:
         """One token per row, the common case: the step's inputs live in arrays bound once and
         updated in place, so a step costs onnxruntime's run and little else. The mask is
         [batch, capacity] wide: for one-token steps the graph only reads its row sums."""
         batch = input_ids.shape[0]
-        if int(self.lengths.max()) + 1 > self.capacity:
-            raise UsageError(f"the KV cache holds {self.capacity} tokens per row: this step needs more")
+        self._check_room(1)
         if self._decode is None:
             self._decode = {
                 contract.INPUT_IDS: np.zeros((batch, 1), np.int64),  # [batch, 1]
@@ -153,12 +158,10 @@ class SharedKVCache:
         d[contract.INPUT_IDS][:, 0] = input_ids[:, 0]
         d[contract.POSITION_IDS][:, 0] = np.minimum(self.lengths, self.session.info.n_positions - 1)
         d[contract.ATTENTION_MASK][rows, self.lengths] = 1  # the new token's slot: row sums become lengths + 1
-        logits = np.empty((batch, 1, self.session.info.vocab_size), self.session.dtype)  # [batch, 1, vocab]: a fresh array, earlier logits stay valid
-        self._binding.bind_ortvalue_output(contract.LOGITS, self.session.ortvalue(logits))
-        self.session.run_bound(self._binding)
+        logits = self._run(batch, 1)
         self.lengths = self.lengths + 1
         self.width += 1
-        return logits if logits.dtype == np.float32 else logits.astype(np.float32)
+        return logits
 
     def _set_mask(self) -> None:
         if self._decode is not None:

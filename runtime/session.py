@@ -11,9 +11,8 @@ numpy feeds and returns the whole present.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -44,7 +43,7 @@ class DecoderSession:
         self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
         self._check_signature()
         self.dtype = np.dtype(info.dtype)
-        self.shared_kv = info.kv_cache == "shared"  # GroupQueryAttention graph: cache buffers updated in place
+        self.shared_kv = info.kv_cache == contract.SHARED_KV  # GroupQueryAttention graph: cache buffers updated in place
         self._device = "cuda" if self.provider == "cuda" else "cpu"
         self._output_names = contract.output_names(info.n_layer)
         self.run_seconds = 0.0  # time spent inside onnxruntime's run, summed over every call (benchmarks read it)
@@ -84,10 +83,7 @@ class DecoderSession:
             key_name, value_name = contract.past_names(layer)
             feeds[key_name] = key
             feeds[value_name] = value
-        start = time.perf_counter()
-        outputs = self._session.run(self._output_names, feeds)
-        self.run_seconds += time.perf_counter() - start
-        self.runs += 1
+        outputs = self._timed(self._session.run, self._output_names, feeds)
         present = list(zip(outputs[1::2], outputs[2::2]))
         return outputs[0], present
 
@@ -119,7 +115,13 @@ class DecoderSession:
 
     def run_bound(self, binding: ort.IOBinding) -> None:
         """Run the graph on a binding; outputs land where the binding says."""
+        self._timed(self._session.run_with_iobinding, binding)
+
+    def _timed(self, run, *args):
+        """onnxruntime's run, counted in run_seconds and runs."""
         start = time.perf_counter()
-        self._session.run_with_iobinding(binding)
-        self.run_seconds += time.perf_counter() - start
-        self.runs += 1
+        try:
+            return run(*args)
+        finally:
+            self.run_seconds += time.perf_counter() - start
+            self.runs += 1
