@@ -65,7 +65,10 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     model = onnx.load(str(optimum_model), load_external_data=True)
-    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    weights = {}
+    for tensor in model.graph.initializer:  # each proto's bytes freed once copied: gpt2-large holds 3 GB of them
+        weights[tensor.name] = numpy_helper.to_array(tensor)
+        tensor.ClearField("raw_data")
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
@@ -119,6 +122,9 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     lm_head_transposed: store the output layer as its own [n_embd, vocab] weight (for
     int8: the quantizer only quantizes MatMuls whose weight is an initializer);
     otherwise it reads the tied wte through a Transpose, so the file holds wte once.
+
+    It consumes `weights`: each array leaves the dict as it becomes an initializer,
+    so a model is held about once, not twice, while the graph is built.
     """
     from onnx import TensorProto, helper
 
@@ -127,7 +133,8 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     eps = float(config.get("layer_norm_epsilon", 1e-5))
     activation = config.get("activation_function", "gelu_new")
     b = _Builder()
-    w = lambda name: b.weight(name, weights[name])  # noqa: E731 - a GPT-2 parameter by its name
+    w = lambda name: b.weight(name, weights.pop(name))  # noqa: E731 - a GPT-2 parameter by its name
+    wte_array = weights["transformer.wte.weight"]
 
     # How many tokens each row holds after this step, and the widest row: GroupQueryAttention's
     # seqlens_k (= length - 1) and total_sequence_length, both int32.
@@ -172,7 +179,7 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
     final = b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
     if lm_head_transposed:
-        lm_head = b.weight("lm_head.weight_transposed", weights["transformer.wte.weight"].T)  # [n_embd, vocab]
+        lm_head = b.weight("lm_head.weight_transposed", wte_array.T)  # [n_embd, vocab]
     else:
         lm_head = b.one("Transpose", wte, perm=[1, 0])  # onnxruntime folds it once at load
     b.op("MatMul", [final, lm_head], [contract.LOGITS])
