@@ -693,12 +693,15 @@ class MainWindow(QMainWindow):
         self.store.sync()
 
     def shutdown(self) -> None:
-        """Stop every background job and wait for its thread."""
+        """Stop every background job and wait for its thread to end.
+
+        No timeout: a cancelled generation ends within a step and a load within its own
+        time, while a QThread destroyed still running aborts the whole process."""
         if self._worker is not None:
             self._worker.cancel()
         for thread, _ in list(self._jobs):
             thread.quit()
-            thread.wait(5000)
+            thread.wait()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.streaming:

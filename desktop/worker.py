@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from gpt2onnx.runtime import GenerationConfig, Gpt2OnnxError, Model, load
 from gpt2onnx.runtime.run import Run
@@ -68,7 +68,11 @@ def start_job(job: Job, done_signals: list) -> QThread:
     job.moveToThread(thread)
     thread.started.connect(job.run)
     for signal in [*done_signals, job.error]:
-        signal.connect(thread.quit)
+        # Direct: the job's own thread asks its loop to quit. Queued to the UI thread (the
+        # thread object lives there), the quit would wait for the UI's event loop, so a
+        # UI-thread thread.wait() (Stop-then-accept, close) would block until its timeout,
+        # and a QThread collected after that timeout aborts the process.
+        signal.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     thread.start()
     return thread
 

@@ -350,6 +350,22 @@ def test_closing_mid_generation_stops_the_worker(qtbot, make_window):
     assert window.editor.toPlainText() == PROMPT  # the unaccepted completion went, the writer's text stayed
 
 
+def test_accepting_mid_stream_ends_the_worker_thread_at_once(qtbot, make_window):
+    """Tab while streaming stops the worker and waits for its thread on the UI thread. The
+    thread must end without the UI's event loop: a quit queued to the UI thread could not
+    run while it waits, and the wait would time out with the thread still running."""
+    window = make_window()
+    window.panel.set_settings(dataclasses.replace(GREEDY, max_new_tokens=200, repetition_penalty=1.0, no_repeat_ngram_size=0))
+    type_text(qtbot, window, PROMPT)
+    window.complete_action.trigger()
+    qtbot.waitUntil(lambda: len(window.tracker.spans) >= 1, timeout=30000)
+    thread = window._thread
+    qtbot.keyClick(window.editor, Qt.Key.Key_Tab)
+    assert thread.isFinished()
+    assert not window.streaming and not window.tracker.pending
+    assert window.editor.toPlainText().startswith(PROMPT) and len(window.editor.toPlainText()) > len(PROMPT)
+
+
 def test_worker_signals_survive_thousands_of_tokens(qtbot):
     """Streaming emits a signal per token from the worker thread; PySide6 6.12.0 corrupts a
     reference count on each such emit and crashes after a few thousand (hence the pin)."""
@@ -380,5 +396,5 @@ def test_worker_signals_survive_thousands_of_tokens(qtbot):
     job.token.connect(receiver.on_token)
     thread = start_job(job, [job.finished])
     qtbot.waitUntil(lambda: len(receiver.received) == 20000, timeout=60000)
-    thread.wait(5000)
+    assert thread.wait(5000)  # the job's own thread quits it: no UI event loop needed
     assert receiver.received == list(range(20000))
