@@ -60,15 +60,23 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
 
     The exporter folds equal tensors into one initializer and names the others
     through Identity nodes; following those gives each parameter its own name back.
+    Tensors in an external data file (models over 2 GB) are read straight into their
+    arrays: loaded into the proto first, they were held twice (gpt2-large: 6 GB for 3 GB).
     """
     import onnx
-    from onnx import numpy_helper
+    from onnx import external_data_helper, helper, numpy_helper
 
-    model = onnx.load(str(optimum_model), load_external_data=True)
+    model = onnx.load(str(optimum_model), load_external_data=False)
     weights = {}
-    for tensor in model.graph.initializer:  # each proto's bytes freed once copied: gpt2-large holds 3 GB of them
-        weights[tensor.name] = numpy_helper.to_array(tensor)
-        tensor.ClearField("raw_data")
+    for tensor in model.graph.initializer:
+        if external_data_helper.uses_external_data(tensor):
+            info = external_data_helper.ExternalDataInfo(tensor)
+            dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            count = int(np.prod(tensor.dims))
+            array = np.fromfile(optimum_model.parent / info.location, dtype, count, offset=info.offset or 0)
+            weights[tensor.name] = array.reshape(tuple(tensor.dims))
+        else:
+            weights[tensor.name] = numpy_helper.to_array(tensor)
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
@@ -78,15 +86,25 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
 
 
 class _Builder:
-    """Collects nodes and initializers; names every intermediate tensor once."""
+    """Collects nodes and initializers; names every intermediate tensor once.
 
-    def __init__(self):
-        self.nodes, self.initializers, self._count = [], [], 0
+    Weight matrices (rank >= 2) go into the graph as names, dims and dtype only, their
+    arrays kept in `matrices`: onnxruntime's optimizer copies the graph several times
+    while fusing, and gpt2-large's 3 GB of weights were copied with it."""
+
+    def __init__(self, graph):
+        self.graph, self.nodes, self._count = graph, [], 0
+        self.matrices: dict[str, np.ndarray] = {}  # name -> array, for attach_matrices
 
     def weight(self, name: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
+        from onnx import helper, numpy_helper
 
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if array.ndim >= 2:
+            tensor = self.graph.initializer.add(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
+            tensor.dims.extend(array.shape)
+            self.matrices[name] = array
+        else:  # (ascontiguousarray makes a scalar [1], as the graph has always had it)
+            self.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, domain: str = "", **attrs) -> list[str]:
@@ -117,14 +135,14 @@ def _gelu(b: _Builder, x: str, activation: str) -> str:
 
 
 def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False):
-    """The GroupQueryAttention decoder as an onnx ModelProto (float32).
+    """The GroupQueryAttention decoder as an onnx ModelProto (float32) without the bytes of
+    its weight matrices, and those matrices by initializer name (see attach_matrices).
 
     lm_head_transposed: store the output layer as its own [n_embd, vocab] weight (for
     int8: the quantizer only quantizes MatMuls whose weight is an initializer);
     otherwise it reads the tied wte through a Transpose, so the file holds wte once.
 
-    It consumes `weights`: each array leaves the dict as it becomes an initializer,
-    so a model is held about once, not twice, while the graph is built.
+    It consumes `weights`: each array leaves the dict as it becomes an initializer.
     """
     from onnx import TensorProto, helper
 
@@ -132,7 +150,13 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     head_dim = n_embd // n_head
     eps = float(config.get("layer_norm_epsilon", 1e-5))
     activation = config.get("activation_function", "gelu_new")
-    b = _Builder()
+    model = helper.make_model(
+        helper.make_graph([], "gpt2_gqa", [], []),
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="gpt2onnx",
+        ir_version=IR_VERSION,
+    )
+    b = _Builder(model.graph)
     w = lambda name: b.weight(name, weights.pop(name))  # noqa: E731 - a GPT-2 parameter by its name
     wte_array = weights["transformer.wte.weight"]
 
@@ -195,10 +219,18 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     for i in range(n_layer):
         inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.past_names(i)]
         outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.present_names(i)]
-    graph = helper.make_graph(b.nodes, "gpt2_gqa", inputs, outputs, b.initializers)
-    return helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)],
-        producer_name="gpt2onnx",
-        ir_version=IR_VERSION,
-    )
+    model.graph.node.extend(b.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    return model, b.matrices
+
+
+def attach_matrices(model, matrices: dict[str, np.ndarray]) -> None:
+    """Give `model`'s weight matrices their bytes, consuming `matrices` (so each is held
+    once); initializers a graph pass dropped as unused are skipped."""
+    for tensor in model.graph.initializer:
+        if tensor.name in matrices:
+            tensor.raw_data = np.ascontiguousarray(matrices.pop(tensor.name)).tobytes()
+        elif len(tensor.dims) >= 2 and not (tensor.raw_data or tensor.float_data):
+            # A new matrix made from one without bytes: a graph pass needed them.
+            raise RuntimeError(f"initializer {tensor.name!r} was made from a weight matrix without its bytes")

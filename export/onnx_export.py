@@ -25,6 +25,9 @@ def fits_one_file(model) -> bool:
     import onnx
     from google.protobuf.message import EncodeError
 
+    # The model's ByteSize serializes all of it: add up the initializers one at a time first.
+    if sum(tensor.ByteSize() for tensor in model.graph.initializer) >= onnx.checker.MAXIMUM_PROTOBUF:
+        return False
     try:
         return model.ByteSize() < onnx.checker.MAXIMUM_PROTOBUF
     except (EncodeError, ValueError):

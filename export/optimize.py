@@ -10,6 +10,7 @@ tensors are float32.
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ class GraphPlan:
 
 def fuse(model, config: dict):
     """onnxruntime's transformer optimizer on the rebuilt graph: LayerNorm + residual Add ->
-    SkipLayerNormalization, tanh GELU + bias -> FastGelu. (Attention is already fused.)"""
+    SkipLayerNormalization, tanh GELU + bias -> FastGelu. (Attention is already fused.)
+
+    It reads the graph, shapes and 1-D constants (it checks that biases are constants),
+    so it runs on the graph before its weight matrices get their bytes (fast_graph.build)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -48,21 +52,21 @@ def fuse(model, config: dict):
     return optimized.model
 
 
-def quantize_int8(model):
+def quantize_int8(fused: Path):
     """Dynamic int8 quantization of every MatMul with a constant weight (onnxruntime.quantization):
-    weights int8 per tensor, activations quantized on the fly; LayerNorms, attention and the
-    embeddings stay float32."""
+    weights int8 per output column, activations quantized on the fly; LayerNorms, attention and the
+    embeddings stay float32. `fused` is the float32 model's file: onnxruntime reads
+    it itself, so the caller holds no second copy meanwhile."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
-        src, dst = Path(tmp) / "fused.onnx", Path(tmp) / "int8.onnx"
-        save_onnx(model, src)
+        dst = Path(tmp) / "int8.onnx"
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # its advice to run shape-inference pre-processing: not for this graph
         try:
             quantize_dynamic(
-                src,
+                fused,
                 dst,
                 weight_type=QuantType.QInt8,
                 per_channel=True,  # one scale per output column
@@ -90,14 +94,23 @@ def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
     if plan.graph == "optimum":
         return contract.CONCAT_KV
     path = folder / contract.MODEL_FILE
-    weights = fast_graph.read_weights(path)
-    model = fuse(fast_graph.build(weights, config, lm_head_transposed=plan.weights == "int8"), config)
-    del weights
+    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=plan.weights == "int8")
+    model = fuse(model, config)
+    fast_graph.attach_matrices(model, matrices)
     if plan.weights == "int8":
-        model = quantize_int8(model)
+        with tempfile.TemporaryDirectory(prefix="gpt2onnx-fused-") as tmp:
+            fused = Path(tmp) / contract.MODEL_FILE
+            save_onnx(model, fused)
+            del model
+            gc.collect()
+            model = quantize_int8(fused)
     elif plan.weights == "float16":
         model = to_float16(model)
     model.ir_version = fast_graph.IR_VERSION
     save_onnx(model, path)
+    del model
+    # The optimizer's objects and the model refer to each other in cycles, weights and all:
+    # free them now, before validation loads the model twice more (gpt2-large: 3 GB kept).
+    gc.collect()
     onnx.checker.check_model(str(path))
     return contract.SHARED_KV

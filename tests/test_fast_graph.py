@@ -67,6 +67,33 @@ def test_a_left_padded_batch_is_right_aligned_for_the_graph_and_back(exports):
         assert np.abs(batched[r, width - len(row) :] - alone).max() < 1e-4
 
 
+def test_the_default_graph_is_fused_and_fusing_never_needs_the_weight_matrices(exports):
+    """onnxruntime's optimizer fuses each block's residual Adds + LayerNorms and its GELU. It
+    runs before the weight matrices get their bytes (memory), which must change nothing."""
+    import collections
+
+    import onnx
+
+    from gpt2onnx.export import fast_graph, optimize
+
+    tiny = exports["tiny"]
+    config = json.loads((tiny.checkpoint / "config.json").read_text())
+    n_layer = config["n_layer"]
+    ops = collections.Counter(node.op_type for node in onnx.load(str(tiny.onnx_dir / "model.onnx")).graph.node)
+    assert ops["GroupQueryAttention"] == n_layer and ops["SkipLayerNormalization"] == 2 * n_layer and ops["FastGelu"] == n_layer
+
+    weights = fast_graph.read_weights(tiny.onnx_dir / "model.onnx")  # the fused graph keeps every PyTorch name
+    lean, matrices = fast_graph.build(dict(weights), config)
+    assert all(not tensor.raw_data for tensor in lean.graph.initializer if len(tensor.dims) >= 2)
+    lean = optimize.fuse(lean, config)
+    fast_graph.attach_matrices(lean, matrices)
+    assert not matrices  # every matrix went back in
+
+    whole, matrices = fast_graph.build(dict(weights), config)
+    fast_graph.attach_matrices(whole, matrices)  # the optimizer sees every byte
+    assert lean.SerializeToString() == optimize.fuse(whole, config).SerializeToString()
+
+
 def test_int8_and_float16_variants_agree_with_float32(peaked):
     checkpoint, root, reports = peaked
     models = {w: load(root / w, provider="cpu") for w in reports}
