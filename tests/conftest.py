@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gpt2onnx.export.optimize import GraphPlan
 from gpt2onnx.export.pipeline import ExportReport, export_model
 from gpt2onnx.export.random_model import GPT2_SMALL, make_random_gpt2
 
@@ -23,6 +24,11 @@ SHAPES = {
     "odd_heads": dict(n_layer=2, n_head=5, n_embd=80, n_positions=128),
     "deep_short": dict(n_layer=4, n_head=2, n_embd=32, n_positions=64),
 }
+
+# deep_short keeps Optimum's graph, so the parametrized parity, decoding and scoring tests
+# also run the concatenating KV path (`--graph optimum`, and checkpoints the fast graph
+# can't express); the others are the default GroupQueryAttention graph.
+PLANS = {"deep_short": GraphPlan(graph="optimum")}
 
 CLI = str(Path(sys.executable).with_name("gpt2onnx"))
 
@@ -37,7 +43,7 @@ class Exported:
 
 def _export(root: Path, name: str, shape: dict, seed: int = 0) -> Exported:
     checkpoint = make_random_gpt2(root / name / "checkpoint", seed=seed, **shape)
-    report = export_model(str(checkpoint), root / name / "onnx")
+    report = export_model(str(checkpoint), root / name / "onnx", plan=PLANS.get(name, GraphPlan()))
     return Exported(name, checkpoint, root / name / "onnx", report)
 
 

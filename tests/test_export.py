@@ -68,10 +68,12 @@ def test_manifest_describes_model_graph_and_files(exported):
     assert manifest["format"] == contract.MANIFEST_FORMAT and manifest["format_version"] == contract.MANIFEST_VERSION
     for key in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "eos_token_id"):
         assert manifest["model"][key] == config[key]
-    assert manifest["dtype"] == "float32" and manifest["weights"] == "float32" and manifest["kv_cache"] == contract.SHARED_KV
+    kv_cache = exported.report.graph["kv_cache"]  # conftest.PLANS: one shape keeps Optimum's graph
+    assert manifest["dtype"] == "float32" and manifest["weights"] == "float32" and manifest["kv_cache"] == kv_cache
+    assert kv_cache == (contract.CONCAT_KV if exported.name == "deep_short" else contract.SHARED_KV)
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     n_layer = config["n_layer"]
-    want_inputs = set(contract.input_names(n_layer, contract.SHARED_KV))
+    want_inputs = set(contract.input_names(n_layer, kv_cache))
     assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == want_inputs
     assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer))
     on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
