@@ -25,7 +25,7 @@ NUMBERS = {
     "min_p": ("min_p", 0.0, 1.0, 0.01, "drop tokens less than this fraction as likely as the best (0: off)"),
     "repetition_penalty": ("repetition_penalty", 0.5, 3.0, 0.05, "> 1 discourages tokens already in the text"),
     "no_repeat_ngram_size": ("no_repeat_ngram_size", 0, 10, 1, "no n-gram of this size appears twice (0: off)"),
-    "num_beams": ("num_beams", 1, 8, 1, "beam search when > 1 (no sampling, no inspector)"),
+    "num_beams": ("num_beams", 1, 8, 1, "beam search when > 1 (no sampling; the best beam streams in when it is done)"),
     "seed": ("seed", -1, 2**31 - 1, 1, "sampling seed; -1 picks a new one each time"),
 }
 

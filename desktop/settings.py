@@ -24,7 +24,7 @@ class DecodingSettings:
     min_p: float = 0.0  # drop tokens less than this fraction as likely as the best; 0 keeps all
     repetition_penalty: float = 1.1  # > 1 discourages tokens already in the text
     no_repeat_ngram_size: int = 0  # no n-gram of this size twice; 0 allows repeats
-    num_beams: int = 1  # beam search when > 1 (no sampling, no token inspector)
+    num_beams: int = 1  # beam search when > 1 (no sampling)
     seed: int = -1  # sampling seed; -1 picks a new one each time
     stop_strings: str = ""  # stop before any of these; separate several with "|"
 

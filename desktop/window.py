@@ -300,7 +300,7 @@ class MainWindow(QMainWindow):
         settings = self.panel.settings()
         try:
             kwargs = settings.generation_kwargs()
-            config = self.model.config(**kwargs, logprobs=TOP_ALTERNATIVES if settings.num_beams == 1 else None)
+            config = self.model.config(**kwargs, logprobs=TOP_ALTERNATIVES)
         except Gpt2OnnxError as e:
             self.tracker.reject()
             self.messages.show_message(f"Can't complete: {e}", "error")

@@ -20,7 +20,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from gpt2onnx.runtime import GenerationConfig, Gpt2OnnxError, Model, load
-from gpt2onnx.runtime.run import Run
+from gpt2onnx.runtime.detokenizer import StreamDecoder
+from gpt2onnx.runtime.run import Run, SequenceResult
 
 TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
 
@@ -134,6 +135,21 @@ class GenerationWorker(Job):
             for e in entries
         ]
 
+    def _replay(self, sequence: SequenceResult) -> list[TokenInfo]:
+        """Emit a finished beam's tokens as a stream's deltas (one per run of whole characters,
+        with the tokens behind it), so the inspector treats beams as it treats sampling."""
+        decoder, infos, held, shown = StreamDecoder(self.model.tokenizer), self._infos(sequence.logprobs or []), [], []
+        for i, token_id in enumerate(sequence.token_ids):
+            held += infos[i : i + 1]
+            text = decoder.push(token_id)
+            if text:
+                self.token.emit(text, held)
+                shown, held = shown + held, []
+        tail = decoder.flush()
+        if tail or held:
+            self.token.emit(tail, held)
+        return shown + held
+
     @Slot()
     def run(self) -> None:
         try:
@@ -161,8 +177,8 @@ class GenerationWorker(Job):
             if self._cancel.is_set():
                 run.cancel()  # the search ends at its next step; deltas() flushes what is held
         completion = run.completions()[0]
-        if self.config.num_beams > 1 and completion.text:
-            self.token.emit(completion.text, [])  # beams give their text at the end
+        if self.config.num_beams > 1 and completion.sequences:
+            tokens = self._replay(completion.sequences[0])  # beams give their tokens at the end
         seconds = time.perf_counter() - started
         new = len(completion.token_ids)
         reason = "cancelled" if self._cancel.is_set() else completion.finish_reason or "length"

@@ -8,6 +8,9 @@ sequence scores equal `generate(num_beams=...)`:
   finished hypotheses with score sum(logprobs) / new_length ** length_penalty;
 - the best num_beams unfinished ones run on, and the KV cache follows them;
 - `early_stopping` decides when no running beam can beat the finished ones.
+
+With `logprobs`, each position also records its token's log-probability under the
+model (raw logits) and the top alternatives; the records follow the beams.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import processors, warpers
+from . import processors, sampling, warpers
 from .config import GenerationConfig
 from .errors import UsageError
-from .generator import CONTEXT, EOS, LENGTH, Timing, as_rows, left_pad
+from .generator import CONTEXT, EOS, LENGTH, Timing, TokenLogprobs, as_rows, left_pad
 from .kv_cache import KVCache, new_cache
 from .session import DecoderSession
 
@@ -35,6 +38,7 @@ class Hypothesis:
     token_ids: list[int]  # generated ids (eos included if it ended on one)
     score: float  # HF's sequences_scores: sum of logprobs / new_length ** length_penalty
     finish_reason: str
+    logprobs: list[TokenLogprobs] | None = None  # with config.logprobs: one entry per token
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -63,6 +67,7 @@ class BeamSearch:
         self._pad = int(config.pad)
         self._keep = max(2, 1 + len(self._eos)) * self._beams  # K candidates per prompt each step
         self._processors = processors.chain(config)
+        self._top_n = config.logprobs  # None: no per-token log-probabilities
         self._cache: KVCache | None = None
         self._done = False
 
@@ -93,6 +98,16 @@ class BeamSearch:
         self._finished_scores = np.full((batch, beams), -BIG, np.float32)
         self._finished_lengths = np.zeros((batch, beams), np.int64)  # new tokens of each
         self._is_finished = np.zeros((batch, beams), bool)
+        # With logprobs: per position, the token's log-probability [batch, beams, max_length] and
+        # the top_n alternatives' ids and log-probabilities [batch, beams, max_length, top_n].
+        n, length = self._top_n or 0, self._max_length
+        records = (
+            np.zeros((batch, beams, length), np.float32),
+            np.zeros((batch, beams, length, n), np.int64),
+            np.zeros((batch, beams, length, n), np.float32),
+        )
+        self._running_records = records if self._top_n is not None else ()
+        self._finished_records = tuple(a.copy() for a in self._running_records)
         self._can_improve = np.ones((batch, 1), bool)  # HF's is_early_stop_heuristic_unsatisfied
         self._pending: np.ndarray | None = None
         self._done = width >= self._max_length
@@ -116,8 +131,8 @@ class BeamSearch:
         batch, beams = self._running.shape[:2]
         cur, vocab, keep = self._cur_len, self._logits.shape[-1], self._keep
 
-        logp = warpers.log_softmax(self._logits.astype(np.float32))  # [batch * beams, vocab]
-        if self._processors:
+        logp = raw = warpers.log_softmax(self._logits.astype(np.float32))  # [batch * beams, vocab]
+        if self._processors:  # (they return new arrays: raw stays the model's own distribution)
             logp = processors.apply(self._processors, logp, self._history())
         total = (logp.reshape(batch, beams, vocab) + self._running_scores[:, :, None]).reshape(batch, beams * vocab)
 
@@ -127,6 +142,7 @@ class BeamSearch:
         top_beam, top_ids = top // vocab, top % vocab  # [batch, K]
         top_sequences = _gather(self._running, top_beam)  # [batch, K, max_length]
         top_sequences[:, :, cur] = top_ids
+        top_records = self._candidate_records(raw, top_beam, top_ids, cur)
 
         # d. which of them end here
         ends = np.isin(top_ids, self._eos) | (cur + 1 >= self._max_length)  # [batch, K]
@@ -135,11 +151,12 @@ class BeamSearch:
         running_logp = top_logp - ends.astype(np.float32) * BIG
         next_idx = _top(running_logp, beams)  # [batch, beams]
         self._running = _gather(top_sequences, next_idx)
+        self._running_records = tuple(_gather(a, next_idx) for a in top_records)
         self._running_scores = np.take_along_axis(running_logp, next_idx, axis=1)
         source_beam = np.take_along_axis(top_beam, next_idx, axis=1)  # [batch, beams]
 
         # f. merge the ones that end among the top num_beams into the finished hypotheses
-        self._update_finished(top_sequences, top_logp, ends)
+        self._update_finished(top_sequences, top_logp, ends, top_records)
 
         # g. the cache follows the surviving beams
         rows = (np.arange(batch)[:, None] * beams + source_beam).reshape(-1)  # [batch * beams]
@@ -154,7 +171,19 @@ class BeamSearch:
         self.timing.decode_s += time.perf_counter() - start
         return self._pending
 
-    def _update_finished(self, top_sequences: np.ndarray, top_logp: np.ndarray, ends: np.ndarray) -> None:
+    def _candidate_records(self, raw: np.ndarray, top_beam: np.ndarray, top_ids: np.ndarray, cur: int) -> tuple:
+        """The logprob records of the K candidates (their beams' records, position cur filled in)."""
+        if self._top_n is None:
+            return ()
+        rows = np.arange(len(top_beam))[:, None] * self._beams + top_beam  # [batch, K]: each candidate's logits row
+        alternatives, values = sampling.top_logprobs(raw, self._top_n)  # [batch * beams, top_n]
+        logprob, top_ids_n, top_logp_n = (_gather(a, top_beam) for a in self._running_records)
+        logprob[:, :, cur] = raw[rows, top_ids]
+        top_ids_n[:, :, cur] = alternatives[rows]
+        top_logp_n[:, :, cur] = values[rows]
+        return logprob, top_ids_n, top_logp_n
+
+    def _update_finished(self, top_sequences: np.ndarray, top_logp: np.ndarray, ends: np.ndarray, top_records: tuple) -> None:
         beams, keep, new_length = self._beams, self._keep, self._cur_len + 1 - self._prompt_length
         just_finished = ends & (np.arange(keep) < beams)[None, :]  # [batch, K]
         scores = top_logp / (new_length**self.config.length_penalty)
@@ -169,6 +198,7 @@ class BeamSearch:
         lengths = np.concatenate([self._finished_lengths, np.full(top_logp.shape, new_length)], axis=1)
         self._finished_lengths = np.take_along_axis(lengths, best, axis=1)
         self._is_finished = np.take_along_axis(np.concatenate([self._is_finished, just_finished], axis=1), best, axis=1)
+        self._finished_records = tuple(_gather(np.concatenate([f, c], axis=1), best) for f, c in zip(self._finished_records, top_records))
 
     def _update_can_improve(self) -> None:
         """HF's early-stop heuristic: can the best running beam still beat the worst finished one?"""
@@ -199,5 +229,15 @@ class BeamSearch:
                 reason = EOS
             else:
                 reason = CONTEXT if self._capped else LENGTH
-            out.append(Hypothesis(ids, float(self._finished_scores[prompt, j]), reason))
+            out.append(Hypothesis(ids, float(self._finished_scores[prompt, j]), reason, self._logprobs(prompt, j, ids)))
         return out
+
+    def _logprobs(self, prompt: int, j: int, ids: list[int]) -> list[TokenLogprobs] | None:
+        if self._top_n is None:
+            return None
+        logprob, top_ids, top_logp = (a[prompt, j] for a in self._finished_records)
+        start = self._prompt_length
+        return [
+            TokenLogprobs(token, float(logprob[t]), list(zip(top_ids[t].tolist(), top_logp[t].tolist())))
+            for t, token in enumerate(ids, start)
+        ]

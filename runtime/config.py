@@ -149,8 +149,6 @@ class GenerationConfig:
             raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
         if self.num_beams > 1 and self.do_sample:
             raise UsageError("beam sampling (do_sample=True with num_beams > 1) is not supported: choose one")
-        if self.num_beams > 1 and self.logprobs is not None:
-            raise UsageError("logprobs are not supported with beam search: use num_beams=1")
         if self.context_overflow not in CONTEXT_OVERFLOW:
             raise UsageError(f"context_overflow must be 'stop' or 'slide', got {short(self.context_overflow)}")
         if self.num_beams > 1 and self.context_overflow == "slide":

@@ -136,7 +136,7 @@ class Run:
             completion = Completion(prompt, ids, timing=self.search.timing)
             if self.rows_per_prompt == 0:
                 for h in self.search.hypotheses(p):
-                    completion.sequences.append(SequenceResult(h.token_ids, self._tokenizer.decode(h.token_ids), h.finish_reason, h.score))
+                    completion.sequences.append(SequenceResult(h.token_ids, self._tokenizer.decode(h.token_ids), h.finish_reason, h.score, h.logprobs))
             for row in range(p * self.rows_per_prompt, (p + 1) * self.rows_per_prompt):
                 token_ids = self.search.generated_ids(row)
                 logprobs = self.search.logprobs[row][: len(token_ids)] if self.config.logprobs is not None else None

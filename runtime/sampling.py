@@ -48,9 +48,14 @@ def logprobs(logits: np.ndarray, chosen: np.ndarray, top_n: int) -> tuple[np.nda
     most likely first."""
     logp = log_softmax(logits.astype(np.float32))  # [rows, vocab]
     chosen_logp = logp[np.arange(len(chosen)), chosen]  # [rows]
+    return (chosen_logp, *top_logprobs(logp, top_n))
+
+
+def top_logprobs(logp: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top_n tokens of log-probabilities [rows, vocab]: ids and values [rows, top_n], most likely first."""
     if top_n == 0:
-        return chosen_logp, np.empty((len(chosen), 0), np.int64), np.empty((len(chosen), 0), np.float32)
+        return np.empty((len(logp), 0), np.int64), np.empty((len(logp), 0), np.float32)
     top = np.argpartition(logp, -top_n, axis=-1)[:, -top_n:]  # [rows, top_n], unordered
     order = np.argsort(-np.take_along_axis(logp, top, axis=-1), axis=-1, kind="stable")
     top_ids = np.take_along_axis(top, order, axis=-1)  # [rows, top_n]
-    return chosen_logp, top_ids, np.take_along_axis(logp, top_ids, axis=-1)
+    return top_ids, np.take_along_axis(logp, top_ids, axis=-1)

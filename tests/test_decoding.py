@@ -172,6 +172,26 @@ def test_logprobs_are_the_models_own(exported, models):
         assert [lp for _, lp in entry.top] == sorted((lp for _, lp in entry.top), reverse=True)
 
 
+def test_beam_logprobs_are_the_models_own_and_change_nothing(exported, models):
+    """Each returned beam's tokens with their log-probabilities under the model (raw logits,
+    before the processors) and top alternatives, as greedy search reports them."""
+    model = models[exported.name]
+    settings = dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, no_repeat_ngram_size=2)
+    completion = model.generate(PROMPTS[0], logprobs=4, **settings)
+    plain = model.generate(PROMPTS[0], **settings)
+    assert [(s.token_ids, s.score) for s in completion.sequences] == [(s.token_ids, s.score) for s in plain.sequences]
+    for sequence in completion.sequences:
+        ids = completion.prompt_token_ids + sequence.token_ids
+        with torch.no_grad():
+            logits = torch_model(exported.checkpoint)(torch.tensor([ids])).logits[0].numpy()
+        logp = log_softmax(logits[len(completion.prompt_token_ids) - 1 : -1])  # [new, vocab]
+        assert [entry.token_id for entry in sequence.logprobs] == sequence.token_ids
+        for step, entry in enumerate(sequence.logprobs):
+            assert entry.logprob == pytest.approx(float(logp[step, entry.token_id]), abs=1e-4)
+            assert [t for t, _ in entry.top] == list(np.argsort(-logp[step], kind="stable")[:4])
+            assert [lp for _, lp in entry.top] == pytest.approx(np.sort(logp[step])[::-1][:4].tolist(), abs=1e-4)
+
+
 def test_seeded_sampling_is_reproducible(models):
     model = models["tiny"]
     settings = dict(do_sample=True, max_new_tokens=15, temperature=0.8, top_k=40, top_p=0.95)

@@ -205,6 +205,27 @@ def test_inspector_shows_alternatives_and_branches(qtbot, make_window):
     assert len(backgrounds) >= 2
 
 
+def test_beam_search_completions_have_the_inspector_too(qtbot, make_window):
+    """The Beam search preset: the best beam arrives when the search ends, token by token
+    with its probabilities, and equals the runtime's own beam search."""
+    window = make_window()
+    beams = dataclasses.replace(PRESETS["Beam search"], max_new_tokens=12)
+    window.panel.set_settings(beams)
+    type_text(qtbot, window, PROMPT)
+    complete(qtbot, window)
+    want = window.model.generate(PROMPT, **beams.generation_kwargs())
+    spans = window.tracker.spans
+    assert window.tracker.text == want.text and len(spans) >= 3
+    tokens = [token for span in spans for token in span.tokens]
+    assert [token.token_id for token in tokens] == want.token_ids
+    cursor = window.editor.textCursor()
+    cursor.setPosition(spans[1].start)
+    cursor.setPosition(spans[1].end, cursor.MoveMode.KeepAnchor)
+    window.editor.setTextCursor(cursor)
+    assert window.inspector.token is spans[1].tokens[-1] and window.inspector.table.rowCount() == 5
+    assert 0 < window.inspector.token.probability <= 1
+
+
 def test_settings_round_trip(qtbot, make_window, tmp_path):
     store = QSettings(str(tmp_path / "round-trip.ini"), QSettings.Format.IniFormat)
     window = make_window(settings=store)
