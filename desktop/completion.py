@@ -26,6 +26,11 @@ def document_text(document: QTextDocument, start: int, end: int) -> str:
     return cursor.selectedText().replace("\u2029", "\n")
 
 
+def qt_length(text: str) -> int:
+    """The length of `text` in document positions: Qt counts UTF-16 code units, so an emoji is 2."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 @dataclass
 class Span:
     """Text in the document made by one streamed delta, and the tokens behind it."""
@@ -59,14 +64,22 @@ class CompletionTracker(QObject):
 
     def append(self, text: str, tokens: list[TokenInfo]) -> None:
         """Insert streamed text at the completion's end, joined to its undo step."""
-        if not text:
-            if tokens and self.spans:
+        self.extend([(text, tokens)])
+
+    def extend(self, pieces: list[tuple[str, list[TokenInfo]]]) -> None:
+        """Insert several streamed deltas, a span each, in one edit (a finished beam
+        arrives whole: one edit instead of hundreds keeps the UI thread free)."""
+        text = "".join(piece for piece, _ in pieces)
+        if text:
+            self._edit(lambda cursor: cursor.insertText(text), self.end)
+        for piece, tokens in pieces:
+            if piece:
+                self.spans.append(Span(self.end, self.end + qt_length(piece), list(tokens)))
+                self.end += qt_length(piece)
+            elif tokens and self.spans:  # tokens that added no text of their own
                 self.spans[-1].tokens.extend(tokens)
-            return
-        self._edit(lambda cursor: cursor.insertText(text), self.end)
-        self.spans.append(Span(self.end, self.end + len(text), list(tokens)))
-        self.end += len(text)
-        self.changed.emit()
+        if text:
+            self.changed.emit()
 
     def accept(self) -> None:
         """Keep the text: it becomes the writer's, one undo step; spans stay for the inspector."""

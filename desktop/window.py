@@ -314,6 +314,7 @@ class MainWindow(QMainWindow):
         worker = GenerationWorker(self.model, document_text(self.editor.document(), 0, self.tracker.end), room, config, seed)
         worker.context.connect(self._on_context)
         worker.token.connect(self._on_token)
+        worker.beam.connect(self._on_beam)
         worker.finished.connect(self._on_finished)
         worker.error.connect(self._on_error)
         self._worker = worker
@@ -334,6 +335,10 @@ class MainWindow(QMainWindow):
         elapsed = time.perf_counter() - self._started
         if elapsed > 0:
             self.speed_label.setText(f"{self._streamed / elapsed:.1f} tok/s")
+
+    def _on_beam(self, pieces: list[tuple[str, list[TokenInfo]]]) -> None:
+        if self.sender() is self._worker:
+            self.tracker.extend(pieces)
 
     def _on_finished(self, stats: GenerationStats) -> None:
         if self.sender() is not self._worker:

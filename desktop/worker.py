@@ -108,6 +108,7 @@ class GenerationWorker(Job):
 
     context = Signal(int, int)  # prompt tokens the model sees, tokens dropped from the left
     token = Signal(str, object)  # text delta, list[TokenInfo] made since the last delta
+    beam = Signal(object)  # the best beam when beam search ends: [(text delta, list[TokenInfo])]
     finished = Signal(object)  # GenerationStats
 
     def __init__(self, model: Model, prompt: str, room: int, config: GenerationConfig, seed: int | None):
@@ -136,19 +137,23 @@ class GenerationWorker(Job):
         ]
 
     def _replay(self, sequence: SequenceResult) -> list[TokenInfo]:
-        """Emit a finished beam's tokens as a stream's deltas (one per run of whole characters,
-        with the tokens behind it), so the inspector treats beams as it treats sampling."""
-        decoder, infos, held, shown = StreamDecoder(self.model.tokenizer), self._infos(sequence.logprobs or []), [], []
+        """Emit a finished beam as the deltas a stream of it would give (one per run of whole
+        characters, with the tokens behind it), in one signal: the inspector then treats
+        beams as it treats sampling."""
+        decoder, infos = StreamDecoder(self.model.tokenizer), self._infos(sequence.logprobs or [])
+        pieces, held = [], []
         for i, token_id in enumerate(sequence.token_ids):
             held += infos[i : i + 1]
             text = decoder.push(token_id)
             if text:
-                self.token.emit(text, held)
-                shown, held = shown + held, []
+                pieces.append((text, held))
+                held = []
         tail = decoder.flush()
         if tail or held:
-            self.token.emit(tail, held)
-        return shown + held
+            pieces.append((tail, held))
+        if pieces:
+            self.beam.emit(pieces)
+        return infos
 
     @Slot()
     def run(self) -> None:

@@ -16,9 +16,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 from PySide6.QtCore import QEvent, QPointF, QSettings, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QMouseEvent, QTextDocument
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from gpt2onnx.desktop.completion import CompletionTracker, document_text
 from gpt2onnx.desktop.inspector import percent
 from gpt2onnx.desktop.recovery import RecoveryStore
 from gpt2onnx.desktop.settings import PRESETS, DecodingSettings
@@ -224,6 +225,17 @@ def test_beam_search_completions_have_the_inspector_too(qtbot, make_window):
     window.editor.setTextCursor(cursor)
     assert window.inspector.token is spans[1].tokens[-1] and window.inspector.table.rowCount() == 5
     assert 0 < window.inspector.token.probability <= 1
+
+
+def test_spans_cover_their_text_even_past_emoji(qtbot):
+    """Qt counts positions in UTF-16 units: an emoji is two, so spans are measured that way."""
+    document = QTextDocument()
+    tracker = CompletionTracker(document)
+    tracker.begin(0)
+    tracker.extend([("I \u2764\ufe0f \U0001f600", []), (" ok", [])])
+    tracker.append("\U0001f389!", [])
+    assert [document_text(document, span.start, span.end) for span in tracker.spans] == ["I \u2764\ufe0f \U0001f600", " ok", "\U0001f389!"]
+    assert tracker.text == document.toPlainText() == "I \u2764\ufe0f \U0001f600 ok\U0001f389!"
 
 
 def test_settings_round_trip(qtbot, make_window, tmp_path):
