@@ -74,8 +74,9 @@ class CompletionTracker(QObject):
             self._edit(lambda cursor: cursor.insertText(text), self.end)
         for piece, tokens in pieces:
             if piece:
-                self.spans.append(Span(self.end, self.end + qt_length(piece), list(tokens)))
-                self.end += qt_length(piece)
+                end = self.end + qt_length(piece)
+                self.spans.append(Span(self.end, end, list(tokens)))
+                self.end = end
             elif tokens and self.spans:  # tokens that added no text of their own
                 self.spans[-1].tokens.extend(tokens)
         if text:

@@ -34,14 +34,15 @@ def fits_one_file(model) -> bool:
         return False
 
 
-def save_onnx(model, save_path) -> None:
-    """Write a ModelProto as model.onnx, with its weights in model.onnx_data when it passes 2 GB."""
+def save_onnx(model, save_path, one_file: bool | None = None) -> None:
+    """Write a ModelProto as model.onnx, with its weights in model.onnx_data when it passes 2 GB
+    (`one_file`: fits_one_file's answer, when the caller already has it)."""
     import onnx
 
     save_path = Path(save_path)
     save_path.unlink(missing_ok=True)
     (save_path.parent / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
-    if fits_one_file(model):
+    if fits_one_file(model) if one_file is None else one_file:
         onnx.save(model, str(save_path))
         return
     onnx.save(
@@ -67,7 +68,7 @@ def _save_large_aware(model, save_path) -> None:
 
     if fits_one_file(model):
         return graph_transformations._check_and_save_model_unpatched(model, save_path)
-    save_onnx(model, save_path)
+    save_onnx(model, save_path, one_file=False)
     onnx.checker.check_model(str(save_path))
 
 

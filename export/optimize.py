@@ -55,28 +55,28 @@ def fuse(model, config: dict):
 def quantize_int8(fused: Path):
     """Dynamic int8 quantization of every MatMul with a constant weight (onnxruntime.quantization):
     weights int8 per output column, activations quantized on the fly; LayerNorms, attention and the
-    embeddings stay float32. `fused` is the float32 model's file: onnxruntime reads
-    it itself, so the caller holds no second copy meanwhile."""
+    embeddings stay float32. `fused` is the float32 model's file, in a scratch folder the
+    int8 model is written to as well: onnxruntime reads it itself, so the caller holds no
+    second copy meanwhile."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
-        dst = Path(tmp) / "int8.onnx"
-        root = logging.getLogger()
-        level, root.level = root.level, logging.ERROR  # its advice to run shape-inference pre-processing: not for this graph
-        try:
-            quantize_dynamic(
-                fused,
-                dst,
-                weight_type=QuantType.QInt8,
-                per_channel=True,  # one scale per output column
-                reduce_range=True,  # 7-bit weights: x86 u8s8 kernels without VNNI saturate on full-range int8 pairs
-                op_types_to_quantize=["MatMul"],
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # for the contrib ops' outputs
-            )
-        finally:
-            root.setLevel(level)
-        return onnx.load(str(dst))
+    dst = fused.with_name("int8.onnx")
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # its advice to run shape-inference pre-processing: not for this graph
+    try:
+        quantize_dynamic(
+            fused,
+            dst,
+            weight_type=QuantType.QInt8,
+            per_channel=True,  # one scale per output column
+            reduce_range=True,  # 7-bit weights: x86 u8s8 kernels without VNNI saturate on full-range int8 pairs
+            op_types_to_quantize=["MatMul"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # for the contrib ops' outputs
+        )
+    finally:
+        root.setLevel(level)
+    return onnx.load(str(dst))
 
 
 def to_float16(model):
@@ -98,7 +98,7 @@ def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
     model = fuse(model, config)
     fast_graph.attach_matrices(model, matrices)
     if plan.weights == "int8":
-        with tempfile.TemporaryDirectory(prefix="gpt2onnx-fused-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
             fused = Path(tmp) / contract.MODEL_FILE
             save_onnx(model, fused)
             del model
