@@ -5,6 +5,13 @@ at the end.
 
 An interrupted or failed export leaves no folder at OUTPUT_DIR, and a partial
 folder never has a manifest, so nothing half-written looks like a model.
+
+--force swaps folders with two renames (a directory can't replace a non-empty one
+in one rename): OUTPUT_DIR to a hidden `.OUT.old-PID`, then the new model to
+OUTPUT_DIR. An export killed between them leaves no OUTPUT_DIR but the old model
+whole under `.OUT.old-PID`; the next export to OUTPUT_DIR puts it back before it
+looks at OUTPUT_DIR (or deletes it when OUTPUT_DIR is there), so no kill loses
+both the old model and the new one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from .progress import Progress
 from .validate import validate
 
 PARTIAL = ".partial-"
+OLD = ".old-"
+MANIFEST = "manifest.json"  # written last into a new folder, removed first from an old one
 
 
 class ValidationFailed(Gpt2OnnxError):
@@ -58,12 +67,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _sweep_stale(parent: Path, name: str) -> None:
-    """Remove partial folders of earlier exports to the same OUTPUT_DIR whose process is gone."""
-    for path in parent.glob(f".{name}{PARTIAL}*"):
+def _stale(parent: Path, name: str, kind: str) -> list[Path]:
+    """Hidden folders an earlier export to `parent / name` left behind, whose process is gone."""
+    found = []
+    for path in sorted(parent.glob(f".{name}{kind}*")):
         pid = path.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+            found.append(path)
+    return found
+
+
+def _remove_model(path: Path) -> None:
+    """Delete a model folder, its manifest first: a half-deleted folder never looks like a model."""
+    (path / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_stale(parent: Path, name: str) -> None:
+    """Clean up after earlier exports to the same OUTPUT_DIR whose process is gone: partial
+    folders are deleted; an old model set aside by --force goes back to OUTPUT_DIR if the export
+    died before the new one took its place (it is whole: its manifest is there), else it is deleted."""
+    for path in _stale(parent, name, PARTIAL):
+        shutil.rmtree(path, ignore_errors=True)
+    out = parent / name
+    for old in _stale(parent, name, OLD):
+        if not out.exists() and (old / MANIFEST).is_file():
+            old.rename(out)
+        else:
+            _remove_model(old)
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -80,13 +111,19 @@ def _check_output(out: Path, force: bool) -> None:
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
+    """Rename the finished `tmp` to `out`, setting aside and then deleting a model already there."""
+    if not out.exists():
         tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = out.with_name(f".{out.name}{OLD}{os.getpid()}")
+    out.rename(old)
+    try:
         tmp.rename(out)
+    except BaseException:  # an error or Ctrl-C between the renames: the old model goes back
+        if not out.exists():
+            old.rename(out)
+        raise
+    _remove_model(old)
 
 
 def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
@@ -123,8 +160,8 @@ def export_model(
     progress = progress or Progress(5, enabled=False)
     started = time.perf_counter()
     out = Path(output_dir).expanduser().absolute()
+    _sweep_stale(out.parent, out.name)  # first: an old model put back is an OUTPUT_DIR that needs --force
     _check_output(out, force)
-    _sweep_stale(out.parent, out.name)
 
     with progress.step("load", f"checking {model}"):
         folder = checkpoint.resolve(model)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2onnx.runtime import contract
-from gpt2onnx.runtime.kv_cache import new_cache
+from gpt2onnx.runtime.kv_cache import stepped_logits
 from gpt2onnx.runtime.manifest import ModelInfo
 from gpt2onnx.runtime.session import DecoderSession
 
@@ -63,10 +63,7 @@ def torch_logits(checkpoint: Path, prompts: list[list[int]]) -> list[np.ndarray]
 
 def onnx_logits(session: DecoderSession, ids: list[int], prefill: int) -> np.ndarray:
     """ONNX logits [seq, vocab]: `prefill` tokens in one pass, then one token per cached step."""
-    cache = new_cache(session, 1, len(ids))
-    chunks = [ids[:prefill]] + [[token] for token in ids[prefill:]]
-    rows = [cache.step(np.array([chunk], np.int64), np.ones((1, len(chunk)), np.int64))[0] for chunk in chunks]
-    return np.concatenate(rows, axis=0)  # [seq, vocab]
+    return stepped_logits(session, ids, prefill)
 
 
 def validate(checkpoint: Path, export_dir: Path, info: ModelInfo, atol: float | None = None) -> ValidationReport:

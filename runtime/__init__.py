@@ -5,26 +5,33 @@
     print(model.generate("Once upon a time", max_new_tokens=20).text)
     for delta in model.stream("Once upon a time", max_new_tokens=20):
         print(delta, end="", flush=True)
+
+Layers, each calling only the ones below it: model (load, tokenize, generate,
+stream, score) -> run (Run: a search to text deltas; Engine: slots shared by
+many searches) -> search (Generator, BeamSearch on a DecodeState) -> kv_cache
+-> session (onnxruntime).
 """
 
 from .config import GenerationConfig
 from .errors import Gpt2OnnxError, ModelLoadError, ProviderError, UsageError
 from .beam_search import BeamSearch
-from .generator import Generator, Timing, TokenLogprobs
+from .engine import Engine
+from .generator import Generator
 from .manifest import ModelInfo
 from .model import DEFAULT_MODEL, CompletionStream, Model, load
-from .run import Completion, SequenceResult
+from .results import SequenceResult, Timing, TokenLogprobs
+from .run import Completion, Delta, Run
 from .scoring import Score
+from .search import Search
 from .providers import ProviderFallbackWarning
 
 __all__ = [
     "BeamSearch",
-    "Score",
-    "SequenceResult",
-    "TokenLogprobs",
     "Completion",
-    "DEFAULT_MODEL",
     "CompletionStream",
+    "DEFAULT_MODEL",
+    "Delta",
+    "Engine",
     "GenerationConfig",
     "Generator",
     "Gpt2OnnxError",
@@ -33,7 +40,12 @@ __all__ = [
     "ModelLoadError",
     "ProviderError",
     "ProviderFallbackWarning",
+    "Run",
+    "Score",
+    "Search",
+    "SequenceResult",
     "Timing",
+    "TokenLogprobs",
     "UsageError",
     "load",
 ]

@@ -1,44 +1,35 @@
-"""Beam search with the step API (append_tokens -> generate_next_token ... is_done),
-a numpy port of transformers' vectorised `_beam_search` (4.57), so token ids and
-sequence scores equal `generate(num_beams=...)`:
+"""Beam search and beam sampling on the step protocol, a numpy port of
+transformers' vectorised `_beam_search` (4.57), so token ids and sequence
+scores equal `generate(num_beams=...)`:
 
-- each step keeps the top K = max(2, 1 + n_eos) * num_beams continuations of all
-  beams by accumulated log-probability (after the logits processors);
-- a continuation that ends (eos or max length) among the top num_beams joins the
-  finished hypotheses with score sum(logprobs) / new_length ** length_penalty;
+- each step keeps K = max(2, 1 + n_eos) * num_beams continuations of all beams
+  by accumulated log-probability (after the logits processors): the top K, or
+  with do_sample (beam sampling) K drawn without replacement from the softmax
+  of the accumulated scores after the warpers, in the order drawn, as
+  `torch.multinomial` does (here by the Gumbel-top-k trick);
+- a continuation that ends (eos, max length, or a stop string in its text)
+  among the first num_beams joins the finished hypotheses with score
+  sum(logprobs) / new_length ** length_penalty;
 - the best num_beams unfinished ones run on, and the KV cache follows them;
 - `early_stopping` decides when no running beam can beat the finished ones.
 
 With `logprobs`, each position also records its token's log-probability under the
 model (raw logits) and the top alternatives; the records follow the beams.
+A cancelled search returns the best of its finished and running beams.
 """
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from . import processors, sampling, warpers
 from .config import GenerationConfig
 from .errors import UsageError
-from .generator import CONTEXT, EOS, LENGTH, Timing, TokenLogprobs, as_rows, left_pad
-from .kv_cache import KVCache, new_cache
+from .results import CANCELLED, CONTEXT, EOS, LENGTH, STOP, SequenceResult, TokenLogprobs
+from .search import Made, Search, StopCheck
 from .session import DecoderSession
 
 BIG = np.float32(1e9)  # HF's "-1e9": a score no real hypothesis has
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A finished beam."""
-
-    token_ids: list[int]  # generated ids (eos included if it ended on one)
-    score: float  # HF's sequences_scores: sum of logprobs / new_length ** length_penalty
-    finish_reason: str
-    logprobs: list[TokenLogprobs] | None = None  # with config.logprobs: one entry per token
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -48,55 +39,75 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def _draw(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k indices per row drawn without replacement with probabilities softmax(values), in the order
+    drawn: [rows, k]. Gumbel-top-k gives that order's exact distribution. Entries at -1e9 or below
+    (beams not started) have probability 0; if fewer than k remain, the rest follow by value."""
+    out = np.empty((len(values), k), np.int64)  # [rows, k]
+    for b, row in enumerate(values):
+        live = np.flatnonzero(row > -BIG / 2)
+        keys = row[live].astype(np.float64) + rng.gumbel(size=len(live))
+        order = live[np.argsort(-keys, kind="stable")][:k]
+        if len(order) < k:  # torch.multinomial refuses this; we fill with the impossible ones
+            rest = np.setdiff1d(np.argsort(-row, kind="stable")[: k + len(live)], order, assume_unique=True)
+            order = np.concatenate([order, rest[: k - len(order)]])
+        out[b] = order
+    return out
+
+
 def _gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """array [batch, beams, ...] gathered along beams by indices [batch, k]."""
     return np.take_along_axis(array, indices.reshape(indices.shape + (1,) * (array.ndim - 2)), axis=1)
 
 
-class BeamSearch:
-    """Beam search over a batch of prompts, one token per beam per step."""
+class BeamSearch(Search):
+    """Beam search (or beam sampling, with do_sample) over a batch of prompts, num_beams rows each."""
 
-    def __init__(self, session: DecoderSession, config: GenerationConfig):
+    streams = False  # beams change until the end
+
+    def __init__(self, session: DecoderSession, config: GenerationConfig, rng: np.random.Generator | None = None, stop: StopCheck | None = None):
         if config.num_beams < 2:
             raise UsageError("BeamSearch needs num_beams >= 2")
-        self.session = session
-        self.config = config
-        self.timing = Timing()
+        super().__init__(session, config, config.num_beams)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.stop = stop
         self._beams = config.num_beams
         self._eos = np.array(config.eos_token_ids, np.int64)
-        self._pad = int(config.pad)
         self._keep = max(2, 1 + len(self._eos)) * self._beams  # K candidates per prompt each step
         self._processors = processors.chain(config)
         self._top_n = config.logprobs  # None: no per-token log-probabilities
-        self._cache: KVCache | None = None
-        self._done = False
+        self._was_cancelled = False
+        # Set by _started from the prompts; empty until then.
+        self._prompt_length = self._cur_len = self._max_length = 0
+        self._capped = False  # the context, not the token budget, limits the length
+        self._starts = np.zeros(0, np.int64)  # [batch]: column of each prompt's first real token
+        self._running = np.zeros((0, self._beams, 0), np.int64)  # [batch, beams, max_length]: running beams' ids
+        self._running_scores = np.zeros((0, self._beams), np.float32)  # [batch, beams]
+        self._finished = self._running.copy()  # [batch, beams, max_length]: best finished hypotheses
+        self._finished_scores = self._running_scores.copy()  # [batch, beams]
+        self._finished_lengths = np.zeros((0, self._beams), np.int64)  # new tokens of each
+        self._is_finished = np.zeros((0, self._beams), bool)
+        self._running_records: tuple = ()
+        self._finished_records: tuple = ()
+        self._can_improve = np.zeros((0, 1), bool)  # HF's is_early_stop_heuristic_unsatisfied
 
-    def append_tokens(self, ids: Sequence[Sequence[int]] | Sequence[int]) -> None:
-        """Prefill the prompts (each copied to num_beams rows)."""
-        if self._cache is not None:
-            raise RuntimeError("append_tokens after generation started is not supported")
-        prompts = as_rows(ids)
-        rows = [row for row in prompts for _ in range(self._beams)]
-        input_ids, new_mask = left_pad(rows, self._pad, self.session.info)
-        start = time.perf_counter()
-        batch, beams, width = len(prompts), self._beams, input_ids.shape[1]
-        budget_end = width + self.config.new_token_budget(width)
+    def _started(self) -> None:
+        state, beams = self.state, self._beams
+        batch, width = len(state.prompts), state.width
+        budget_end = width + state.budget
         # The last token is chosen but never fed, so the context allows n_positions + 1 tokens in all.
-        self._max_length = min(budget_end, self.session.info.n_positions + 1)
+        self._max_length = min(budget_end, state.info.n_positions + 1)
         self._capped = self._max_length < budget_end
-        self._cache = new_cache(self.session, len(rows), max(self._max_length - 1, width))  # the last token is never fed
-        self._logits = self._cache.step(input_ids, new_mask, last_only=True)[:, -1, :]  # [batch * beams, vocab]
-        self._prompt_length = width
-        self._cur_len = width
-        self._starts = (width - new_mask.sum(axis=1)).reshape(batch, beams)[:, 0]  # [batch]
-        running = np.full((batch, beams, self._max_length), self._pad, np.int64)  # [batch, beams, max_length]
-        running[:, :, :width] = input_ids.reshape(batch, beams, width)
+        self._prompt_length = self._cur_len = width
+        self._starts = np.array([width - len(p) for p in state.prompts], np.int64)
+        running = np.full((batch, beams, self._max_length), self.config.pad, np.int64)  # [batch, beams, max_length]
+        running[:, :, :width] = state.tokens[:, :width].reshape(batch, beams, width)
         self._running = running
-        self._running_scores = np.zeros((batch, beams), np.float32)  # [batch, beams]
+        self._running_scores = np.zeros((batch, beams), np.float32)
         self._running_scores[:, 1:] = -BIG  # only beam 0 starts, or every beam would pick the same tokens
-        self._finished = running.copy()  # [batch, beams, max_length]: best finished hypotheses
+        self._finished = running.copy()
         self._finished_scores = np.full((batch, beams), -BIG, np.float32)
-        self._finished_lengths = np.zeros((batch, beams), np.int64)  # new tokens of each
+        self._finished_lengths = np.zeros((batch, beams), np.int64)
         self._is_finished = np.zeros((batch, beams), bool)
         # With logprobs: per position, the token's log-probability [batch, beams, max_length] and
         # the top_n alternatives' ids and log-probabilities [batch, beams, max_length, top_n].
@@ -108,36 +119,30 @@ class BeamSearch:
         )
         self._running_records = records if self._top_n is not None else ()
         self._finished_records = tuple(a.copy() for a in self._running_records)
-        self._can_improve = np.ones((batch, 1), bool)  # HF's is_early_stop_heuristic_unsatisfied
-        self._pending: np.ndarray | None = None
-        self._done = width >= self._max_length
-        self.timing.prefill_s += time.perf_counter() - start
+        self._can_improve = np.ones((batch, 1), bool)
+        if width >= self._max_length:
+            self._finish()
 
     def _history(self) -> processors.History:
         batch, beams = self._running.shape[:2]
         tokens = [self._running[b, j, self._starts[b] : self._cur_len] for b in range(batch) for j in range(beams)]
         return processors.History(tokens, self._cur_len - self._prompt_length, self._cur_len)
 
-    def generate_next_token(self) -> np.ndarray:
+    def advance(self) -> np.ndarray:
         """Advance every beam by one token; return the running beams' new tokens [batch * beams]."""
-        if self._cache is None:
-            raise RuntimeError("call append_tokens before generate_next_token")
-        if self._done:
-            raise RuntimeError("generation is done: check is_done() before generate_next_token")
-        start = time.perf_counter()
-        if self._pending is not None:
-            ones = np.ones((len(self._pending), 1), np.int64)
-            self._logits = self._cache.step(self._pending[:, None], ones)[:, -1, :]
+        self._check_running()
         batch, beams = self._running.shape[:2]
-        cur, vocab, keep = self._cur_len, self._logits.shape[-1], self._keep
+        cur, vocab, keep = self._cur_len, self.state.logits.shape[-1], self._keep
 
-        logp = raw = warpers.log_softmax(self._logits.astype(np.float32))  # [batch * beams, vocab]
+        logp = raw = warpers.log_softmax(self.state.logits.astype(np.float32))  # [batch * beams, vocab]
         if self._processors:  # (they return new arrays: raw stays the model's own distribution)
             logp = processors.apply(self._processors, logp, self._history())
+        if self.config.do_sample:  # HF keeps at least 1 + n_eos tokens per beam
+            logp = warpers.warp(logp, self.config, min_tokens_to_keep=max(2, 1 + len(self._eos)))
         total = (logp.reshape(batch, beams, vocab) + self._running_scores[:, :, None]).reshape(batch, beams * vocab)
 
-        # c. the top K continuations over all beams
-        top = _top(total, keep)  # [batch, K]
+        # c. K continuations over all beams: the best, or drawn
+        top = _draw(total, keep, self.rng) if self.config.do_sample else _top(total, keep)  # [batch, K]
         top_logp = np.take_along_axis(total, top, axis=1)  # [batch, K]
         top_beam, top_ids = top // vocab, top % vocab  # [batch, K]
         top_sequences = _gather(self._running, top_beam)  # [batch, K, max_length]
@@ -146,6 +151,9 @@ class BeamSearch:
 
         # d. which of them end here
         ends = np.isin(top_ids, self._eos) | (cur + 1 >= self._max_length)  # [batch, K]
+        if self.stop is not None:
+            for b, k in zip(*np.nonzero(~ends)):
+                ends[b, k] = self.stop(top_sequences[b, k, self._prompt_length : cur + 1])
 
         # e. the best num_beams that don't end run on
         running_logp = top_logp - ends.astype(np.float32) * BIG
@@ -160,16 +168,18 @@ class BeamSearch:
 
         # g. the cache follows the surviving beams
         rows = (np.arange(batch)[:, None] * beams + source_beam).reshape(-1)  # [batch * beams]
-        self._cache.reorder(rows)
+        state = self.state
+        state.cache.reorder(state.physical_rows(np.arange(batch * beams)), state.physical_rows(rows))
         self._cur_len = cur = cur + 1
         self._update_can_improve()
         early = self.config.early_stopping
         open_beam = not (self._is_finished.all() and early is True)
-        self._done = not (self._can_improve.any() and open_beam and not ends.all())
-        self._pending = self._running[:, :, cur - 1].reshape(-1)  # [batch * beams]
-        self.timing.new_tokens += 1
-        self.timing.decode_s += time.perf_counter() - start
-        return self._pending
+        tokens = self._running[:, :, cur - 1].reshape(-1)  # [batch * beams]
+        state.push(tokens)
+        state.schedule(np.ones(batch * beams, bool))
+        if not (self._can_improve.any() and open_beam and not ends.all()):
+            self._finish()
+        return tokens
 
     def _candidate_records(self, raw: np.ndarray, top_beam: np.ndarray, top_ids: np.ndarray, cur: int) -> tuple:
         """The logprob records of the K candidates (their beams' records, position cur filled in)."""
@@ -211,31 +221,44 @@ class BeamSearch:
         worst_finished = np.where(self._is_finished, self._finished_scores.min(axis=1, keepdims=True), -BIG)
         self._can_improve &= (best_running > worst_finished).any(axis=-1, keepdims=True)
 
-    def cancel(self) -> None:
-        """Stop the search now: the hypotheses finished so far are the result."""
-        self._done = True
+    def _cancelled(self) -> None:
+        self._was_cancelled = True
 
-    def is_done(self) -> bool:
-        """True once the search has stopped for every prompt."""
-        return self._cache is not None and self._done
+    def made(self) -> list[Made]:
+        return []  # beams change until the end: the caller replays the results
 
-    def hypotheses(self, prompt: int) -> list[Hypothesis]:
-        """The best num_return_sequences finished beams of prompt `prompt`, best first."""
+    def _reason(self, ids: list[int]) -> str:
+        if self._was_cancelled:
+            return CANCELLED
+        if ids and ids[-1] in self.config.eos_token_ids:
+            return EOS
+        if self.stop is not None and self.stop(np.array(ids, np.int64)):
+            return STOP
+        return CONTEXT if self._capped else LENGTH
+
+    def results(self) -> list[list[SequenceResult]]:
+        """Per prompt, the best num_return_sequences finished beams, best first. A cancelled search
+        also ranks its running beams (scored at their current length) and marks all "cancelled"."""
+        self._check_started()
         out = []
-        for j in range(self.config.num_return_sequences):
-            length = int(self._finished_lengths[prompt, j])
-            ids = self._finished[prompt, j, self._prompt_length : self._prompt_length + length].tolist()
-            if ids and ids[-1] in self.config.eos_token_ids:
-                reason = EOS
-            else:
-                reason = CONTEXT if self._capped else LENGTH
-            out.append(Hypothesis(ids, float(self._finished_scores[prompt, j]), reason, self._logprobs(prompt, j, ids)))
+        for p in range(len(self.state.prompts)):
+            ranked = [(float(self._finished_scores[p, j]), self._finished, self._finished_records, j, int(self._finished_lengths[p, j])) for j in range(self._beams)]
+            if self._was_cancelled:
+                made = self._cur_len - self._prompt_length
+                scores = self._running_scores[p] / (max(made, 1) ** self.config.length_penalty)
+                ranked += [(float(scores[j]), self._running, self._running_records, j, made) for j in range(self._beams)]
+                ranked.sort(key=lambda r: -r[0])  # stable: finished ones first among equals
+            sequences = []
+            for score, ids_array, records, j, length in ranked[: self.config.num_return_sequences]:
+                ids = ids_array[p, j, self._prompt_length : self._prompt_length + length].tolist()
+                sequences.append(SequenceResult(ids, "", self._reason(ids), score, self._logprobs(records, p, j, ids)))
+            out.append(sequences)
         return out
 
-    def _logprobs(self, prompt: int, j: int, ids: list[int]) -> list[TokenLogprobs] | None:
+    def _logprobs(self, records: tuple, prompt: int, j: int, ids: list[int]) -> list[TokenLogprobs] | None:
         if self._top_n is None:
             return None
-        logprob, top_ids, top_logp = (a[prompt, j] for a in self._finished_records)
+        logprob, top_ids, top_logp = (a[prompt, j] for a in records)
         start = self._prompt_length
         return [
             TokenLogprobs(token, float(logprob[t]), list(zip(top_ids[t].tolist(), top_logp[t].tolist())))

@@ -39,7 +39,7 @@ class GenerationConfig:
     # Beam search
     length_penalty: float = 1.0  # beam scores are sum(logprobs) / length ** length_penalty
     early_stopping: bool | str = False  # True: stop at num_beams finished; False: heuristic; "never": canonical
-    # Sampling warpers (used only with do_sample)
+    # Sampling warpers (used only with do_sample; with beams too: beam sampling)
     temperature: float = 1.0  # divides the scores: < 1 sharper, > 1 flatter
     top_k: int = 50  # keep the k most likely tokens; 0 disables
     top_p: float = 1.0  # keep the most likely tokens holding this much probability
@@ -147,14 +147,10 @@ class GenerationConfig:
             raise UsageError("num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy search gives one sequence")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
-        if self.num_beams > 1 and self.do_sample:
-            raise UsageError("beam sampling (do_sample=True with num_beams > 1) is not supported: choose one")
         if self.context_overflow not in CONTEXT_OVERFLOW:
             raise UsageError(f"context_overflow must be 'stop' or 'slide', got {short(self.context_overflow)}")
         if self.num_beams > 1 and self.context_overflow == "slide":
             raise UsageError("context_overflow='slide' is not supported with beam search: use num_beams=1")
-        if self.num_beams > 1 and self.stop_strings:
-            raise UsageError("stop_strings are not supported with beam search: use eos_token_id, or num_beams=1")
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
@@ -176,6 +172,8 @@ class GenerationConfig:
 
     def update(self, **changes) -> GenerationConfig:
         """A copy with these fields changed; an unknown name is a clear error."""
+        if not changes:
+            return self  # already valid: validate once
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:

@@ -1,19 +1,24 @@
-"""The KV cache of a batch being decoded, in the two layouts an export can have.
+"""The KV cache: N slots (rows), each holding one sequence's keys and values, in
+the two layouts an export can have. Searches and the slot engine ask it to
+prefill one row, run one token on many rows, and copy, reorder or swap rows;
+it runs the session and hands back logits. It never chooses a token.
 
-Both take new tokens as the searches make them, left-padded (a padded slot has
-mask 0), run them through the session and return the logits in that same
-left-padded layout [batch, seq, vocab]:
+Each row remembers the token ids its keys and values came from (`held`), so a
+new prompt that starts with them reuses that prefix and prefills only the rest
+(`common_prefix`), as llama.cpp's server does with `cache_prompt`.
 
 - SharedKVCache (gpt2onnx's GroupQueryAttention graph, the default export): one
-  preallocated buffer per layer's keys and values, [batch, n_head, capacity,
+  preallocated buffer per layer's keys and values, [slots, n_head, capacity,
   head_dim], bound with onnxruntime's IOBinding as both the past input and the
   present output, so each step writes one slot in place and copies nothing.
-  Row r's tokens sit at slots 0 .. length_r - 1: a left-padded prompt is
-  right-aligned for the graph and its logits put back. On CUDA the buffers live
-  on the device and only the logits come back to the host.
-- ConcatKVCache (Optimum's plain graph, e.g. an export made with --graph optimum):
-  the graph concatenates past and new keys/values and returns the whole present.
-  Position ids count only real tokens (cumsum of the mask - 1), as transformers does.
+  Row r's tokens sit at positions 0 .. lengths[r] - 1; the mask's row sums tell
+  the graph each row's length. A decode step runs rows 0 .. n - 1 (the slot
+  engine keeps the busy rows there); a prefill binds one row's memory alone.
+  On CUDA the buffers live on the device and only the logits come back.
+- ConcatKVCache (Optimum's plain graph, an export made with --graph optimum):
+  the graph returns past + new keys/values, so each row keeps its own arrays;
+  a step over rows of different lengths left-pads them into one batch (a copy
+  per step: this graph batches less cleverly, but gives the same tokens).
 """
 
 from __future__ import annotations
@@ -21,167 +26,271 @@ from __future__ import annotations
 import numpy as np
 
 from . import contract
-from .errors import UsageError
-from .session import DecoderSession, Past
+from .session import DecoderSession
 
 
-class ConcatKVCache:
-    """Past keys/values [batch, n_head, length, head_dim] with their mask and positions."""
+def common_length(a: list[int], b: list[int]) -> int:
+    """How many leading ids two sequences share."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    return int(np.argmin(np.asarray(a[:n]) == np.asarray(b[:n])))
 
-    def __init__(self, session: DecoderSession, batch: int):
-        self.session = session
-        self.past: Past = session.empty_past(batch)
-        self.attention_mask = np.zeros((batch, 0), np.int64)  # [batch, length]
-        self._next_position = np.zeros((batch, 1), np.int64)  # [batch, 1]
+
+class Slot:
+    """A row lent out by the cache. Its `row` changes when the cache moves rows to keep
+    the busy ones first; -1 once it is given back."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: int):
+        self.row = row
+
+
+class _Rows:
+    """What both layouts keep per row (its length and the ids it holds), and lending rows out:
+    busy rows are always rows 0 .. busy - 1, so one step over them runs one contiguous batch."""
+
+    def __init__(self, slots: int, capacity: int):
+        self.slots, self.capacity = slots, capacity
+        self.lengths = np.zeros(slots, np.int64)  # [slots]: tokens each row holds
+        self.held: list[list[int]] = [[] for _ in range(slots)]  # per row: the ids its keys/values came from
+        self.busy = 0  # rows lent out
+        self._owners: list[Slot | None] = [None] * slots  # per row: the Slot lent for it
 
     @property
-    def length(self) -> int:
-        """Slots held per row, padding included."""
-        return self.attention_mask.shape[1]
+    def free_slots(self) -> int:
+        return self.slots - self.busy
 
-    def step(self, input_ids: np.ndarray, new_mask: np.ndarray, last_only: bool = False) -> np.ndarray:
-        """Run new tokens [batch, seq] (mask [batch, seq], 0 = left padding); return logits [batch, seq, vocab]
-        (this graph always computes every position's; last_only is a hint)."""
-        mask = np.concatenate([self.attention_mask, new_mask], axis=1)  # [batch, length + seq]
-        positions = np.maximum(self._next_position + np.cumsum(new_mask, axis=1) - 1, 0)  # [batch, seq]
-        logits, present = self.session.forward(input_ids, mask, positions, self.past)
-        self._next_position = mask.sum(axis=1, keepdims=True)  # [batch, 1]
-        self.attention_mask = mask
-        self.past = present
-        return logits
+    def alloc(self, ids: list[int] | None = None) -> Slot:
+        """Lend a free row: the one that holds the longest prefix of `ids`, or (ids None, a row about
+        to be overwritten by a copy) the one that holds least. It is moved to the end of the busy rows."""
+        if self.busy == self.slots:
+            raise RuntimeError("alloc with no free KV cache slot: the caller checks free_slots first")
+        free = range(self.busy, self.slots)
+        if ids is None:
+            row = min(free, key=lambda r: len(self.held[r]))
+        else:  # longest shared prefix; among equals, the row that holds least (keep the others' prefixes)
+            row = max(free, key=lambda r: (common_length(self.held[r], ids), -len(self.held[r])))
+        self.swap(row, self.busy)
+        slot = self._owners[self.busy] = Slot(self.busy)
+        self.busy += 1
+        return slot
 
-    def reorder(self, rows: np.ndarray) -> None:
-        """Make row i hold what row rows[i] held (beam search follows its surviving beams)."""
-        self.past = [(key[rows], value[rows]) for key, value in self.past]
-        self.attention_mask = self.attention_mask[rows]
-        self._next_position = self._next_position[rows]
+    def release(self, slot: Slot) -> None:
+        """Take a row back: it keeps its keys/values (and `held`) for a later prompt that starts the same way."""
+        row, last = slot.row, self.busy - 1
+        if row < 0 or self._owners[row] is not slot:
+            raise RuntimeError("release of a KV cache slot that is not lent out")
+        if row != last:  # the last busy row fills the gap, so busy rows stay contiguous
+            self.swap(row, last)
+            moved = self._owners[row] = self._owners[last]
+            moved.row = row
+        self._owners[last] = None
+        self.busy -= 1
+        slot.row = -1
+
+    def common_prefix(self, row: int, ids: list[int]) -> int:
+        """How many of `ids` row `row` already holds, leaving at least one to run (its logits are needed)."""
+        return min(common_length(self.held[row], ids), len(ids) - 1)
+
+    def _check_room(self, row: int, start: int, seq: int) -> None:
+        # The callers size the cache and check the context first: running out here is a bug, not bad input.
+        if start > self.lengths[row] or start + seq > self.capacity:
+            raise RuntimeError(f"KV cache row {row} holds {self.lengths[row]} of {self.capacity} tokens: can't run {seq} at {start}")
+
+    def _after_prefill(self, row: int, ids: list[int], start: int) -> None:
+        self.held[row] = self.held[row][:start] + [int(t) for t in ids]
+        self.lengths[row] = start + len(ids)
+
+    def _after_decode(self, rows: np.ndarray, tokens: np.ndarray) -> None:
+        for row, token in zip(rows.tolist(), tokens.tolist()):
+            self.held[row].append(token)
+        self.lengths[rows] += 1
+
+    def _move_rows(self, dst: np.ndarray, src: np.ndarray) -> None:
+        self.held = [list(h) for h in self.held]  # rows may share lists after a gather: copy before reassigning
+        held = [self.held[s] for s in src.tolist()]
+        for d, h in zip(dst.tolist(), held):
+            self.held[d] = list(h)
+        self.lengths[dst] = self.lengths[src]
 
 
-class SharedKVCache:
+class ConcatKVCache(_Rows):
+    """Each row's past keys/values [1, n_head, length, head_dim], as Optimum's graph returns them."""
+
+    def __init__(self, session: DecoderSession, slots: int, capacity: int):
+        super().__init__(slots, capacity)
+        self.session = session
+        self.past = [session.empty_past(1) for _ in range(slots)]  # per row: per layer (key, value)
+
+    def prefill(self, row: int, ids: list[int], start: int = 0, last_only: bool = True) -> np.ndarray:
+        """Run `ids` on row `row` after its first `start` tokens: logits [len(ids), vocab] (or [1, vocab] last_only)."""
+        seq = len(ids)
+        self._check_room(row, start, seq)
+        past = [(k[:, :, :start], v[:, :, :start]) for k, v in self.past[row]]
+        mask = np.ones((1, start + seq), np.int64)  # [1, start + seq]
+        positions = np.arange(start, start + seq, dtype=np.int64)[None, :]  # [1, seq]
+        logits, self.past[row] = self.session.forward(np.array([ids], np.int64), mask, positions, past)
+        self._after_prefill(row, ids, start)
+        return (logits[0, -1:] if last_only else logits[0]).astype(np.float32)
+
+    def decode(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """One token per row: tokens [n] on rows [n]; logits [n, vocab]."""
+        for row in rows.tolist():
+            self._check_room(row, int(self.lengths[row]), 1)
+        lengths = self.lengths[rows]  # [n]
+        width = int(lengths.max())
+        if len(rows) == 1:
+            past = self.past[int(rows[0])]
+        else:  # left-pad every row's past to the longest: padded slots get mask 0
+            past = []
+            for layer in range(self.session.info.n_layer):
+                shape = (len(rows), self.session.info.n_head, width, self.session.info.head_dim)
+                keys, values = np.zeros(shape, self.session.dtype), np.zeros(shape, self.session.dtype)  # [n, n_head, width, head_dim]
+                for i, row in enumerate(rows.tolist()):
+                    k, v = self.past[row][layer]
+                    keys[i, :, width - k.shape[2] :], values[i, :, width - v.shape[2] :] = k[0], v[0]
+                past.append((keys, values))
+        mask = np.concatenate([np.arange(width)[None, :] >= (width - lengths)[:, None], np.ones((len(rows), 1), bool)], axis=1)
+        logits, present = self.session.forward(tokens.astype(np.int64)[:, None], mask.astype(np.int64), lengths[:, None], past)
+        for i, row in enumerate(rows.tolist()):
+            pad = width - int(lengths[i])
+            self.past[row] = [(k[i : i + 1, :, pad:], v[i : i + 1, :, pad:]) for k, v in present]  # views
+        self._after_decode(rows, tokens)
+        return logits[:, -1].astype(np.float32)
+
+    def copy_row(self, src: int, dst: int) -> None:
+        """Row dst holds what row src holds (arrays are never written in place, so they can be shared)."""
+        self.reorder(np.array([dst]), np.array([src]))
+
+    def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
+        """Rows dst[i] hold what rows src[i] held (beam search follows its surviving beams)."""
+        past = [self.past[s] for s in src.tolist()]
+        for d, p in zip(dst.tolist(), past):
+            self.past[d] = p
+        self._move_rows(dst, src)
+
+    def swap(self, a: int, b: int) -> None:
+        """Exchange two rows (the slot engine keeps its busy rows first)."""
+        if a != b:
+            self.reorder(np.array([a, b]), np.array([b, a]))
+
+
+class SharedKVCache(_Rows):
     """Keys/values in preallocated buffers that onnxruntime updates in place."""
 
-    def __init__(self, session: DecoderSession, batch: int, capacity: int):
-        info = session.info
-        self.session, self.capacity = session, capacity
-        self.lengths = np.zeros(batch, np.int64)  # [batch]: tokens each row holds
-        self.width = 0  # the widest row, padding of the prompt included: the context used
-        shape = (batch, info.n_head, capacity, info.head_dim)  # [batch, n_head, capacity, head_dim]
-        self._binding = session.io_binding()
-        # Logits are bound first so they stay output 0 when rebound with another shape.
-        self._binding.bind_output(contract.LOGITS, "cpu")
-        self.buffers = []  # (OrtValue, host array or None) per key and value of each layer
-        for layer in range(info.n_layer):
-            for past, present in zip(contract.past_names(layer), contract.present_names(layer)):
-                value, host = session.kv_buffer(shape)  # [batch, n_head, capacity, head_dim]
-                self._binding.bind_ortvalue_input(past, value)
-                self._binding.bind_ortvalue_output(present, value)
-                self.buffers.append((value, host))
-        self._decode: dict[str, np.ndarray] | None = None  # one-token steps' inputs, bound once (see _decode_step)
-        self._decode_bound = False
+    def __init__(self, session: DecoderSession, slots: int, capacity: int):
+        super().__init__(slots, capacity)
+        info = self.info = session.info
+        self.session = session
+        shape = (slots, info.n_head, capacity, info.head_dim)  # [slots, n_head, capacity, head_dim]
+        self.buffers = [session.kv_buffer(shape) for _ in range(2 * info.n_layer)]  # (OrtValue, host or None): each layer's key, value
+        self._row_bytes = int(np.prod(shape[1:])) * session.dtype.itemsize
+        # One-token steps' inputs live in arrays bound once per batch size and updated in place.
+        self._ids = np.zeros((slots, 1), np.int64)  # [slots, 1]
+        self._positions = np.zeros((slots, 1), np.int64)  # [slots, 1]
+        self._mask = np.zeros((slots, capacity), np.int64)  # [slots, capacity]: row sums are the lengths
+        self._keep = np.ones(1, np.int64)
+        self._decode = session.io_binding()
+        self._decode_rows = (0, 0)  # (first row, rows) the decode binding is bound for
+        self._prefill = session.io_binding()
 
-    @property
-    def length(self) -> int:
-        """Slots used per row, the prompt's padding included."""
-        return self.width
+    def _bind_kv(self, binding, first: int, rows: int) -> None:
+        """Bind rows first .. first + rows - 1 of every buffer as both past and present."""
+        shape = (rows, self.info.n_head, self.capacity, self.info.head_dim)
+        names = [n for layer in range(self.info.n_layer) for n in zip(contract.past_names(layer), contract.present_names(layer))]
+        for (past, present), (value, _) in zip(names, self.buffers):
+            pointer = value.data_ptr() + first * self._row_bytes
+            binding.bind_input(past, self.session.device, 0, self.session.dtype, shape, pointer)
+            binding.bind_output(present, self.session.device, 0, self.session.dtype, shape, pointer)
 
-    def step(self, input_ids: np.ndarray, new_mask: np.ndarray, last_only: bool = False) -> np.ndarray:
-        """Run new tokens [batch, seq] (mask [batch, seq], 0 = left padding); return logits [batch, seq, vocab],
-        or with last_only [batch, 1, vocab] for the last position (a prefill that only needs the next token)."""
-        batch, seq = input_ids.shape
-        if seq == 1 and self.width and self.capacity > 1 and bool(new_mask.all()):
-            return self._decode_step(input_ids)
-        real = new_mask.sum(axis=1)  # [batch]
-        padded = bool((real < seq).any())
-        if self.width and (padded or (seq > 1 and batch > 1)):
-            raise UsageError("a cached step after the prompt takes one token per row, or several in a batch of one")
-        self._check_room(seq)
-        if padded:  # right-align the left-padded prompt: row r's real tokens to slots 0 .. real_r - 1
-            shift = (np.arange(seq)[None, :] + (seq - real)[:, None]) % seq  # [batch, seq]
-            input_ids = np.take_along_axis(input_ids, shift, axis=1)
-        lengths = self.lengths + real  # [batch]
-        width = self.width + seq
-        positions = self.lengths[:, None] + np.arange(seq)[None, :]  # [batch, seq]: padding past a row's end is never read
-        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)  # [batch, width]: its sums are the lengths
-        binding = self._binding
-        self._decode_bound = False
-        binding.bind_cpu_input(contract.INPUT_IDS, np.ascontiguousarray(input_ids, np.int64))
-        binding.bind_cpu_input(contract.ATTENTION_MASK, mask)
-        binding.bind_cpu_input(contract.POSITION_IDS, np.minimum(positions, self.session.info.n_positions - 1))
-        keep = 1 if last_only and not padded else seq  # a padded row's last token is not at the end: keep all
-        binding.bind_cpu_input(contract.LOGITS_TO_KEEP, np.array([keep], np.int64))
-        logits = self._run(batch, keep)
-        self.lengths, self.width = lengths, width
-        self._set_mask()  # the one-token steps' mask, if they ran before
-        if padded and last_only:  # each row's last real token, right-aligned at real_r - 1
-            return logits[np.arange(batch), real - 1][:, None, :]  # [batch, 1, vocab]
-        if padded:  # back to the left-padded layout the searches use
-            logits = np.take_along_axis(logits, ((np.arange(seq)[None, :] - (seq - real)[:, None]) % seq)[:, :, None], axis=1)
-        return logits
-
-    def _check_room(self, seq: int) -> None:
-        if int(self.lengths.max()) + seq > self.capacity:
-            raise UsageError(f"the KV cache holds {self.capacity} tokens per row: this step needs more")
-
-    def _run(self, batch: int, keep: int) -> np.ndarray:
-        """Run the bound inputs; logits [batch, keep, vocab] as float32 (the searches' type)."""
-        if keep == 1:  # onnxruntime writes straight into a fresh array: no copy, and earlier logits stay valid
-            logits = np.empty((batch, 1, self.session.info.vocab_size), self.session.dtype)  # [batch, 1, vocab]
-            self._binding.bind_ortvalue_output(contract.LOGITS, self.session.ortvalue(logits))
-            self.session.run_bound(self._binding)
-        else:
-            self._binding.bind_output(contract.LOGITS, "cpu")
-            self.session.run_bound(self._binding)
-            logits = self._binding.get_outputs()[0].numpy()  # [batch, keep, vocab]
+    def _run(self, binding, rows: int, keep: int) -> np.ndarray:
+        """Run the bound inputs; logits [rows, keep, vocab] as float32, written straight into a fresh array."""
+        logits = np.empty((rows, keep, self.info.vocab_size), self.session.dtype)  # [rows, keep, vocab]
+        binding.bind_output(contract.LOGITS, "cpu", 0, self.session.dtype, logits.shape, logits.ctypes.data)
+        self.session.run_bound(binding)
         return logits if logits.dtype == np.float32 else logits.astype(np.float32)  # float16 exports
 
-    def _decode_step(self, input_ids: np.ndarray) -> np.ndarray:
-        """One token per row, the common case: the step's inputs live in arrays bound once and
-        updated in place, so a step costs onnxruntime's run and little else. The mask is
-        [batch, capacity] wide: for one-token steps the graph only reads its row sums."""
-        batch = input_ids.shape[0]
-        self._check_room(1)
-        if self._decode is None:
-            self._decode = {
-                contract.INPUT_IDS: np.zeros((batch, 1), np.int64),  # [batch, 1]
-                contract.POSITION_IDS: np.zeros((batch, 1), np.int64),  # [batch, 1]
-                contract.ATTENTION_MASK: np.zeros((batch, self.capacity), np.int64),  # [batch, capacity]
-                contract.LOGITS_TO_KEEP: np.ones(1, np.int64),
-            }
-            self._decode_values = {name: self.session.ortvalue(array) for name, array in self._decode.items()}
-            self._set_mask()
-        if not self._decode_bound:
-            for name, value in self._decode_values.items():
-                self._binding.bind_ortvalue_input(name, value)
-            self._decode_bound = True
-        d = self._decode
-        rows = np.arange(batch)
-        d[contract.INPUT_IDS][:, 0] = input_ids[:, 0]
-        d[contract.POSITION_IDS][:, 0] = np.minimum(self.lengths, self.session.info.n_positions - 1)
-        d[contract.ATTENTION_MASK][rows, self.lengths] = 1  # the new token's slot: row sums become lengths + 1
-        logits = self._run(batch, 1)
-        self.lengths = self.lengths + 1
-        self.width += 1
+    def prefill(self, row: int, ids: list[int], start: int = 0, last_only: bool = True) -> np.ndarray:
+        """Run `ids` on row `row` after its first `start` tokens, in that row's own memory:
+        logits [len(ids), vocab] (or [1, vocab] with last_only). The other rows are untouched."""
+        seq = len(ids)
+        self._check_room(row, start, seq)
+        binding = self._prefill
+        self._bind_kv(binding, row, 1)
+        keep = 1 if last_only else seq
+        binding.bind_cpu_input(contract.INPUT_IDS, np.array([ids], np.int64))
+        binding.bind_cpu_input(contract.ATTENTION_MASK, np.ones((1, start + seq), np.int64))
+        positions = np.minimum(np.arange(start, start + seq), self.info.n_positions - 1)[None, :]  # [1, seq]
+        binding.bind_cpu_input(contract.POSITION_IDS, positions.astype(np.int64))
+        binding.bind_cpu_input(contract.LOGITS_TO_KEEP, np.array([keep], np.int64))
+        logits = self._run(binding, 1, keep)[0]
+        self._after_prefill(row, ids, start)
+        self._mask[row] = np.arange(self.capacity) < self.lengths[row]
         return logits
 
-    def _set_mask(self) -> None:
-        if self._decode is not None:
-            mask = self._decode[contract.ATTENTION_MASK]
-            mask[:] = np.arange(self.capacity)[None, :] < self.lengths[:, None]
+    def decode(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """One token per row: tokens [n] on rows [n]; logits [n, vocab]. Rows 0 .. n - 1 (the busy rows,
+        in any order) run as one batch; other sets run as one batch per contiguous run of rows."""
+        lengths = self.lengths[rows]  # [n]
+        if int(lengths.max()) >= self.capacity:
+            raise RuntimeError(f"KV cache rows {rows.tolist()} hold {lengths.tolist()} of {self.capacity} tokens: no room to decode")
+        self._ids[rows, 0] = tokens
+        self._positions[rows, 0] = np.minimum(lengths, self.info.n_positions - 1)
+        self._mask[rows, lengths] = 1  # the new token's slot: row sums become lengths + 1
+        ordered = np.sort(rows)  # [n]
+        runs = np.split(ordered, np.flatnonzero(np.diff(ordered) != 1) + 1)
+        pieces = [self._decode_run(int(run[0]), len(run)) for run in runs]
+        logits = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)  # [n, vocab], rows in ascending order
+        self._after_decode(rows, tokens)
+        return logits if np.array_equal(rows, ordered) else logits[np.searchsorted(ordered, rows)]
 
-    def reorder(self, rows: np.ndarray) -> None:
-        """Make row i hold what row rows[i] held (beam search follows its surviving beams)."""
-        used = int(self.lengths.max())
+    def _decode_run(self, first: int, n: int) -> np.ndarray:
+        """Rows first .. first + n - 1, one token each: logits [n, vocab]. The binding is kept while the
+        rows stay the same, so a step costs onnxruntime's run and little else."""
+        if self._decode_rows != (first, n):
+            self._bind_kv(self._decode, first, n)
+            for name, array in ((contract.INPUT_IDS, self._ids), (contract.POSITION_IDS, self._positions), (contract.ATTENTION_MASK, self._mask)):
+                pointer = array.ctypes.data + first * array.strides[0]
+                self._decode.bind_input(name, "cpu", 0, np.int64, (n, *array.shape[1:]), pointer)
+            self._decode.bind_cpu_input(contract.LOGITS_TO_KEEP, self._keep)
+            self._decode_rows = (first, n)
+        return self._run(self._decode, n, 1)[:, 0]
+
+    def copy_row(self, src: int, dst: int) -> None:
+        """Row dst holds what row src holds (a prompt prefilled once for several sequences)."""
+        self.reorder(np.array([dst]), np.array([src]))
+
+    def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
+        """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
+        used = int(self.lengths[src].max(initial=0))
         for value, host in self.buffers:
-            self.session.gather_rows(value, host, rows, used)
-        self.lengths = self.lengths[rows]
-        self._set_mask()
+            self.session.gather_rows(value, host, dst, src, used)
+        self._move_rows(dst, src)
+        self._mask[dst] = self._mask[src]
+
+    def swap(self, a: int, b: int) -> None:
+        """Exchange two rows (the slot engine keeps its busy rows first)."""
+        if a != b:
+            self.reorder(np.array([a, b]), np.array([b, a]))
 
 
 KVCache = ConcatKVCache | SharedKVCache
 
 
-def new_cache(session: DecoderSession, batch: int, capacity: int) -> KVCache:
-    """The cache for `batch` rows of at most `capacity` tokens each, in the layout the session's graph has."""
+def new_cache(session: DecoderSession, slots: int, capacity: int) -> KVCache:
+    """A cache of `slots` rows of at most `capacity` tokens each, in the layout the session's graph has."""
+    capacity = max(1, min(capacity, session.info.n_positions))
     if session.shared_kv:
-        return SharedKVCache(session, batch, capacity)
-    return ConcatKVCache(session, batch)
+        return SharedKVCache(session, slots, capacity)
+    return ConcatKVCache(session, slots, capacity)
+
+
+def stepped_logits(session: DecoderSession, ids: list[int], prefill: int) -> np.ndarray:
+    """Logits [len(ids), vocab]: the first `prefill` ids in one pass, then one cached step per id
+    (how export validation and the parity tests check the cache against a full forward pass)."""
+    cache = new_cache(session, 1, len(ids))
+    first = cache.prefill(0, ids[:prefill], 0, last_only=False)  # [prefill, vocab]
+    steps = [cache.decode(np.zeros(1, np.int64), np.array([t], np.int64)) for t in ids[prefill:]]  # each [1, vocab]
+    return np.concatenate([first, *steps])

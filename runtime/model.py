@@ -20,13 +20,14 @@ import numpy as np
 
 from . import contract, scoring
 from .config import GenerationConfig
-from .beam_search import BeamSearch
+from .engine import Engine
 from .errors import ModelLoadError, UsageError, short
-from .generator import Generator
 from .manifest import inside, model_info, read_json, read_manifest, verify_files
-from .run import Completion, Run, make_search
+from .run import Completion, Run
 from .scoring import Score
+from .search import Search, make_search
 from .session import DecoderSession
+from .stops import stop_check
 from .tokenizer import Tokenizer
 
 # A small GPT-2 that gpt2onnx trained on Debian's fortune cookies and exported
@@ -63,8 +64,9 @@ class CompletionStream:
     def __next__(self) -> str:
         if self._consumer is None:
             self._consumer = threading.get_ident()
-        for _, delta in self._deltas:
-            return delta
+        for delta in self._deltas:
+            if delta.text:
+                return delta.text
         if self.completion is None:
             self.completion = self._run.completions()[0]
         raise StopIteration
@@ -82,17 +84,56 @@ class CompletionStream:
                 pass
 
 
+def _folder(folder: str | Path | None) -> Path:
+    """The export folder to use (None: the shipped model), refused in one line if it is not a folder."""
+    path = DEFAULT_MODEL if folder is None else Path(folder).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"no such model folder: {path}")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file: pass the export folder that holds it")
+    return path
+
+
+def _generation_config(folder: Path, info) -> GenerationConfig:
+    """The model's generation defaults: its generation_config.json over its eos/bos tokens."""
+    defaults = {"eos_token_id": info.eos_token_id, "bos_token_id": info.bos_token_id}
+    path = inside(folder, contract.GENERATION_CONFIG_FILE)
+    data = read_json(path) if path.is_file() else {}
+    try:
+        config = GenerationConfig.from_dict(defaults | data)
+        check_against_model(config, info)
+        return config
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"{path} has settings gpt2onnx can't use ({str(e).splitlines()[0]}): fix or delete it") from None
+
+
+def check_against_model(config: GenerationConfig, info) -> None:
+    """Settings that are valid alone but not for this model: token ids outside its vocabulary."""
+    vocab = info.vocab_size
+    named = [("eos_token_id", t) for t in config.eos_token_ids]
+    named += [(name, getattr(config, name)) for name in ("pad_token_id", "bos_token_id")]
+    named += [("bad_words_ids", t) for seq in config.bad_words_ids or () for t in seq]
+    for name, token in named:
+        if token is not None and token >= vocab:
+            raise UsageError(f"{name} has token id {short(token)}, outside the model's vocabulary [0, {vocab})")
+    if config.logprobs is not None and config.logprobs > vocab:
+        raise UsageError(f"logprobs must be <= the vocabulary size ({vocab}), got {short(config.logprobs)}")
+
+
+def read_defaults(folder: str | Path | None = None) -> GenerationConfig:
+    """A model folder's generation defaults, read without loading the model (no hashing, no session):
+    the command line checks its flags against them before the slow load."""
+    path = _folder(folder)
+    return _generation_config(path, model_info(read_manifest(path), path))
+
+
 class Model:
     """An export folder loaded for generation."""
 
     def __init__(self, folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None):
-        self.folder = DEFAULT_MODEL if folder is None else Path(folder).expanduser()
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS):
             raise UsageError(f"threads must be a whole number from 0 (onnxruntime's default) to {MAX_THREADS}, got {short(threads)}")
-        if not self.folder.exists():
-            raise ModelLoadError(f"no such model folder: {self.folder}")
-        if not self.folder.is_dir():
-            raise ModelLoadError(f"{self.folder} is a file: pass the export folder that holds it")
+        self.folder = _folder(folder)
         self.manifest = read_manifest(self.folder)
         self.info = model_info(self.manifest, self.folder)
         verify_files(self.folder, self.manifest, check_hashes=verify)
@@ -102,7 +143,7 @@ class Model:
                 f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model only {self.info.vocab_size}: "
                 "the tokenizer belongs to another model; re-export with the checkpoint's own tokenizer"
             )
-        self.generation_config = self._read_generation_config()
+        self.generation_config = _generation_config(self.folder, self.info)
         self.session = DecoderSession(self.folder / contract.MODEL_FILE, self.info, provider, threads)
 
     @property
@@ -115,29 +156,6 @@ class Model:
         """Why provider="auto" is on the CPU, or None."""
         return self.session.provider_note
 
-    def _read_generation_config(self) -> GenerationConfig:
-        defaults = {"eos_token_id": self.info.eos_token_id, "bos_token_id": self.info.bos_token_id}
-        path = inside(self.folder, contract.GENERATION_CONFIG_FILE)
-        data = read_json(path) if path.is_file() else {}
-        try:
-            config = GenerationConfig.from_dict(defaults | data)
-            self._check_against_model(config)
-            return config
-        except (ValueError, TypeError) as e:
-            raise ModelLoadError(f"{path} has settings gpt2onnx can't use ({str(e).splitlines()[0]}): fix or delete it") from None
-
-    def _check_against_model(self, config: GenerationConfig) -> None:
-        """Settings that are valid alone but not for this model: token ids outside its vocabulary."""
-        vocab = self.info.vocab_size
-        named = [("eos_token_id", t) for t in config.eos_token_ids]
-        named += [(name, getattr(config, name)) for name in ("pad_token_id", "bos_token_id")]
-        named += [("bad_words_ids", t) for seq in config.bad_words_ids or () for t in seq]
-        for name, token in named:
-            if token is not None and token >= vocab:
-                raise UsageError(f"{name} has token id {short(token)}, outside the model's vocabulary [0, {vocab})")
-        if config.logprobs is not None and config.logprobs > vocab:
-            raise UsageError(f"logprobs must be <= the vocabulary size ({vocab}), got {short(config.logprobs)}")
-
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids for a prompt; an empty prompt starts from the bos token, as transformers does."""
         ids = self.tokenizer.encode(prompt)
@@ -149,46 +167,68 @@ class Model:
         return ids
 
     def config(self, config: GenerationConfig | None = None, **kwargs) -> GenerationConfig:
-        """The model's defaults (or `config`) with `kwargs` applied, as `model.generate(**kwargs)` does."""
+        """The model's defaults (or `config`) with `kwargs` applied, as `model.generate(**kwargs)` does.
+        Validated once here; the searches trust it."""
         config = (config or self.generation_config).update(**kwargs)
-        self._check_against_model(config)
+        check_against_model(config, self.info)
         return config
 
-    def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Generator | BeamSearch:
-        """A step-API search on this model's session: BeamSearch when num_beams > 1, else Generator."""
-        return make_search(self.session, self.config(config, **kwargs), _rng(seed))
-
-    def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> CompletionStream:
-        """Text deltas of the completion of `prompt`, yielded as they are made (greedy or sampling)."""
+    def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Search:
+        """A search with the step API (append_tokens, generate_next_token, is_done, results) on this
+        model's session: beam search when num_beams > 1, else greedy search or sampling."""
         config = self.config(config, **kwargs)
-        if config.num_beams > 1 or config.num_return_sequences > 1:
-            raise UsageError("stream() gives one sequence: use generate() for beam search or num_return_sequences > 1")
-        return CompletionStream(Run(self, [prompt], config, _rng(seed)))
+        return make_search(self.session, config, _rng(seed), stop_check(self.tokenizer.decode, config.stop_strings))
+
+    def engine(self, slots: int = 1, capacity: int | None = None) -> Engine:
+        """A slot engine on this model's session: `slots` rows of a KV cache (each `capacity` tokens,
+        default n_positions) that requests join and leave, and that keep their prefixes for reuse.
+        Pass it to generate() and stream(); drive it from one thread."""
+        return Engine(self.session, slots, capacity)
+
+    def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None, prompt_ids: list[list[int]] | None = None) -> Run:
+        """A Run of already validated settings over prompts (or over `prompt_ids` given for them)."""
+        ids = prompt_ids if prompt_ids is not None else [self.encode_prompt(p) for p in prompts]
+        return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts)
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> CompletionStream:
+        """Text deltas of the completion of `prompt`, yielded as they are made (one sequence)."""
+        config = self.config(config, **kwargs)
+        if config.num_return_sequences > 1:
+            raise UsageError("stream() gives one sequence: use generate() for num_return_sequences > 1")
+        return CompletionStream(self.run([prompt], config, seed=seed, engine=engine))
 
     @overload
-    def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Completion: ...
+    def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> Completion: ...
     @overload
-    def generate(self, prompt: list[str], config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> list[Completion]: ...
+    def generate(self, prompt: list[str], config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> list[Completion]: ...
 
-    def generate(self, prompt, config=None, *, seed=None, **kwargs):
-        """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, left-padded
-        into one batch). `seed` makes sampling reproducible."""
+    def generate(self, prompt, config=None, *, seed=None, engine=None, **kwargs):
+        """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, run as one
+        batch). `seed` makes sampling reproducible; `engine` runs it in a slot engine (prefix reuse)."""
         iterable = hasattr(prompt, "__iter__") and not isinstance(prompt, (str, bytes, bytearray))
         prompts = list(prompt) if iterable else [prompt]
         if not prompts:
             raise UsageError("no prompts given")
         if not all(isinstance(p, str) for p in prompts):
             raise UsageError(f"a prompt must be a str or a list of str, got {type(next(p for p in prompts if not isinstance(p, str))).__name__}")
-        run = Run(self, prompts, self.config(config, **kwargs), _rng(seed))
+        run = self.run(prompts, self.config(config, **kwargs), seed=seed, engine=engine)
         for _ in run.deltas():
             pass
         completions = run.completions()
         return completions[0] if isinstance(prompt, str) else completions
 
     def score(self, texts: list[str], stride: int | None = None) -> list[Score]:
-        """Teacher-forced log-probability and perplexity of each text (batched; a sliding
-        window of n_positions tokens every `stride` for texts longer than the context)."""
-        return scoring.score(self, texts, stride)
+        """Teacher-forced log-probability and perplexity of each text (a sliding window of
+        n_positions tokens every `stride` for texts longer than the context)."""
+        if isinstance(texts, str):
+            raise UsageError("score() takes a list of texts: wrap a single text in a list")
+        ids_list = [self.tokenizer.encode(text) for text in texts]
+        for i, ids in enumerate(ids_list):
+            scoring.check_length(len(ids), f"text {i} ({texts[i][:30]!r})")
+        return [
+            Score(text, count, logprob, scoring.perplexity(logprob, count))
+            for text, (count, logprob) in zip(texts, scoring.score_ids(self.session, ids_list, stride))
+        ]
 
 
 def load(folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None) -> Model:

@@ -1,8 +1,11 @@
-"""One generation run from prompts to results: drives the search step by step
-and turns each row's tokens into text deltas (UTF-8 safe, stop strings applied).
+"""One generation run from prompt ids to results: drives any search step by step
+(alone, or in a slot engine beside other requests) and turns each sequence's
+tokens into text deltas (UTF-8 safe, stop strings applied).
 
-prompt -> ids -> prefill -> step -> logits -> processors -> token -> text: the
-CLI, the streaming API and the app all consume this one path.
+ids -> prefill -> step -> logits -> processors -> token -> text: the CLI, the
+streaming API and the app all consume this one path. Run does not know which
+search it drives: a step's tokens come from `search.made()`, and a search that
+streams nothing (beams) is replayed from its results when it ends.
 """
 
 from __future__ import annotations
@@ -13,21 +16,23 @@ from typing import Iterator
 
 import numpy as np
 
-from .beam_search import BeamSearch
 from .config import GenerationConfig
 from .detokenizer import StreamDecoder
-from .generator import STOP, Generator, Timing, TokenLogprobs
-from .stops import StopMatcher
+from .engine import Engine
+from .results import CANCELLED, SequenceResult, Timing, TokenLogprobs
+from .search import make_search
+from .session import DecoderSession
+from .stops import StopMatcher, stop_check
+from .tokenizer import Tokenizer
 
 
 @dataclass
-class SequenceResult:
-    """One generated sequence."""
+class Delta:
+    """New text of one sequence, and the tokens that made it."""
 
-    token_ids: list[int]  # generated ids only, up to where it stopped (eos included)
-    text: str  # their text, cut just before a stop string if one was met
-    finish_reason: str | None  # "eos", "length", "context", "stop" or "cancelled"
-    score: float | None = None  # beam search: HF's sequence score
+    row: int  # the sequence: prompt index * num_return_sequences + its index
+    text: str  # may be "" when the tokens' text was cut by a stop string
+    token_ids: list[int]  # the tokens this text completes (a character can span several)
     logprobs: list[TokenLogprobs] | None = None  # with config.logprobs: one entry per token
 
 
@@ -53,76 +58,110 @@ class Completion:
         return self.sequences[0].finish_reason
 
 
-def make_search(session, config: GenerationConfig, rng: np.random.Generator | None = None) -> Generator | BeamSearch:
-    """The step-API search a config asks for: BeamSearch when num_beams > 1, else Generator."""
-    if config.num_beams > 1:
-        return BeamSearch(session, config)
-    return Generator(session, config, rng)
+class _Row:
+    """One sequence's stream: its decoder, stop matcher, text, and tokens not yet sent."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: tuple[str, ...]):
+        self.decoder, self.stops = StreamDecoder(tokenizer), StopMatcher(stops)
+        self.text = ""
+        self.tokens: list[int] = []
+        self.records: list[TokenLogprobs] = []
+
+    def push(self, token: int, record: TokenLogprobs | None) -> str:
+        self.tokens.append(token)
+        if record is not None:
+            self.records.append(record)
+        text = self.stops.feed(self.decoder.push(token))
+        self.text += text
+        return text
+
+    def flush(self) -> str:
+        if self.stops.stopped:
+            return ""
+        tail = self.stops.feed(self.decoder.flush())
+        if not self.stops.stopped:
+            tail += self.stops.flush()  # it never became a stop string
+        self.text += tail
+        return tail
+
+    def delta(self, row: int, text: str, logprobs: bool) -> Delta:
+        out = Delta(row, text, self.tokens, self.records if logprobs else None)
+        self.tokens, self.records = [], []
+        return out
 
 
 class Run:
-    """Generation for a batch of prompts; `deltas()` yields (row, text) as text appears."""
+    """Generation for a batch of prompt ids; `deltas()` yields Deltas as text appears."""
 
     def __init__(
         self,
-        model,
-        prompts: list[str],
+        session: DecoderSession,
+        tokenizer: Tokenizer,
+        prompt_ids: list[list[int]],
         config: GenerationConfig,
         rng: np.random.Generator | None = None,
-        prompt_ids: list[list[int]] | None = None,
+        *,
+        engine: Engine | None = None,
+        prompts: list[str] | None = None,
     ):
-        """prompt_ids, when given, are what the model sees instead of the encoded prompts
-        (the desktop app passes the right end of a text longer than the context)."""
-        self._tokenizer = model.tokenizer
-        self.prompts = prompts
-        self.prompt_ids = prompt_ids if prompt_ids is not None else [model.encode_prompt(p) for p in prompts]
-        self.config = config
-        self.search = make_search(model.session, config, rng)
-        # Greedy search and sampling stream text per row; beams give text only at the end.
-        self.rows_per_prompt = 0 if config.num_beams > 1 else config.num_return_sequences
-        self.search.append_tokens(self.prompt_ids)
-        rows = len(prompts) * self.rows_per_prompt
-        self._decoders = [StreamDecoder(self._tokenizer) for _ in range(rows)]
-        self._stops = [StopMatcher(config.stop_strings) for _ in range(rows)]
-        self.texts = [""] * rows
+        """Runs alone, or in `engine` beside other requests (then the prefill happens at its first
+        step). `prompts` are the texts the ids came from, for the results."""
+        self.tokenizer, self.config, self.engine = tokenizer, config, engine
+        self.prompt_ids = prompt_ids
+        self.prompts = prompts if prompts is not None else [tokenizer.decode(ids) for ids in prompt_ids]
+        self.search = make_search(session, config, rng, stop_check(tokenizer.decode, config.stop_strings))
+        self._rows = [_Row(tokenizer, config.stop_strings) for _ in range(len(prompt_ids) * config.num_return_sequences)]
         self._cancel = threading.Event()
+        if engine is not None:
+            engine.submit(self.search, prompt_ids)
+        else:
+            self.search.append_tokens(prompt_ids)
 
-    def _emit(self, row: int, text: str) -> str:
-        text = self._stops[row].feed(text)
-        if self._stops[row].stopped:
-            self.search.finish_row(row, STOP)
-        self.texts[row] += text
-        return text
+    @property
+    def texts(self) -> list[str]:
+        return [row.text for row in self._rows]
 
-    def deltas(self) -> Iterator[tuple[int, str]]:
-        """Run to the end, yielding (row, text delta) for greedy search and sampling."""
-        while True:
-            if self._cancel.is_set():
-                self.search.cancel()  # between two steps, on this thread: a token is never half recorded
-            if self.search.is_done():
-                break
-            if self.rows_per_prompt == 0:
-                self.search.generate_next_token()
+    def _step(self) -> bool:
+        """One step of the search; True if it made tokens."""
+        if self.engine is None:
+            self.search.generate_next_token()
+            return True
+        return self.search in self.engine.step()
+
+    def deltas(self) -> Iterator[Delta]:
+        """Run to the end, yielding each sequence's new text with its tokens."""
+        logprobs = self.config.logprobs is not None
+        cancelled = False
+        while not self.search.is_done():
+            if self._cancel.is_set() and not cancelled:  # between two steps, on this thread
+                cancelled = True
+                if self.engine is None:
+                    self.search.cancel()
+                    break
+                self.engine.cancel(self.search)
+            if not self._step():
                 continue
-            running = self.search.running.copy()  # the rows this step makes a real token for
-            tokens = self.search.generate_next_token()
-            for row in np.flatnonzero(running):
-                text = self._emit(row, self._decoders[row].push(int(tokens[row])))
+            for row, token, record in self.search.made():
+                text = self._rows[row].push(token, record)
                 if text:
-                    yield int(row), text
-        yield from self._flush()
+                    yield self._rows[row].delta(row, text, logprobs)
+        if not self.search.streams:  # beams: replay the results as a stream
+            for row, sequence in self._results():
+                for token, record in zip(sequence.token_ids, sequence.logprobs or [None] * len(sequence.token_ids)):
+                    text = self._rows[row].push(token, record)
+                    if text:
+                        yield self._rows[row].delta(row, text, logprobs)
+        for row, state in enumerate(self._rows):
+            tail = state.flush()
+            if tail or state.tokens:
+                yield state.delta(row, tail, logprobs)
 
-    def _flush(self) -> Iterator[tuple[int, str]]:
-        for row, decoder in enumerate(self._decoders):
-            if self._stops[row].stopped:
-                continue
-            tail = self._emit(row, decoder.flush())
-            if not self._stops[row].stopped:
-                held = self._stops[row].flush()  # it never became a stop string
-                self.texts[row] += held
-                tail += held
-            if tail:
-                yield row, tail
+    def _results(self) -> list[tuple[int, SequenceResult]]:
+        """(row, result) of every sequence; nothing made if the search was cancelled before it started."""
+        k = self.config.num_return_sequences
+        if not self.search.state.started:
+            return [(r, SequenceResult([], "", CANCELLED)) for r in range(len(self._rows))]
+        return [(p * k + j, s) for p, sequences in enumerate(self.search.results()) for j, s in enumerate(sequences)]
 
     def cancel(self) -> None:
         """Stop after the current token; the results keep what was made. Any thread may call it:
@@ -131,15 +170,9 @@ class Run:
 
     def completions(self) -> list[Completion]:
         """The results, one Completion per prompt (call after deltas() is exhausted)."""
-        out = []
-        for p, (prompt, ids) in enumerate(zip(self.prompts, self.prompt_ids)):
-            completion = Completion(prompt, ids, timing=self.search.timing)
-            if self.rows_per_prompt == 0:
-                for h in self.search.hypotheses(p):
-                    completion.sequences.append(SequenceResult(h.token_ids, self._tokenizer.decode(h.token_ids), h.finish_reason, h.score, h.logprobs))
-            for row in range(p * self.rows_per_prompt, (p + 1) * self.rows_per_prompt):
-                token_ids = self.search.generated_ids(row)
-                logprobs = self.search.logprobs[row][: len(token_ids)] if self.config.logprobs is not None else None
-                completion.sequences.append(SequenceResult(token_ids, self.texts[row], self.search.finish_reasons[row], None, logprobs))
-            out.append(completion)
+        k = self.config.num_return_sequences
+        out = [Completion(prompt, ids, timing=self.search.timing) for prompt, ids in zip(self.prompts, self.prompt_ids)]
+        for row, sequence in self._results():
+            sequence.text = self._rows[row].text
+            out[row // k].sequences.append(sequence)
         return out

@@ -5,27 +5,24 @@ transformers' `GPT2LMHeadModel(ids, labels=ids).loss` does. A text longer than
 the context is scored with the sliding-window recipe of Hugging Face's
 "Perplexity of fixed-length models": windows of n_positions tokens start every
 `stride` tokens, and each counts only the tokens the previous window did not
-reach. The windows of all texts run in left-padded batches, split so that no
-session call returns more than LOGITS_BUDGET_BYTES of logits.
+reach. Each window runs in one KV cache row, in chunks so that no session call
+returns more than LOGITS_BUDGET_BYTES of logits. It works on token ids and a
+session; Model.score does the tokenizing.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .errors import UsageError
-from .generator import left_pad
 from .kv_cache import new_cache
 from .session import DecoderSession
 
-if TYPE_CHECKING:
-    from .model import Model
-
-# Most float32 logits [batch, seq, vocab] one session call may return: one full
+# Most float32 logits [seq, vocab] one session call may return: one full
 # 1024-token GPT-2 window (206 MB) fits, two don't.
 LOGITS_BUDGET_BYTES = 256 * 2**20
 _FLOAT32_BYTES = 4
@@ -105,23 +102,6 @@ def make_windows(ids_list: Sequence[Sequence[int]], max_length: int, stride: int
     ]
 
 
-def plan_batches(windows: list[Window], vocab_size: int, budget_bytes: int) -> list[list[Window]]:
-    """Windows grouped longest first, as many per batch as keep [batch, width, vocab] float32 logits in the budget.
-
-    Sorting by length keeps padding small; a window too long for the budget on
-    its own still gets a batch, which run_batch feeds in sequence chunks.
-    """
-    ordered = sorted(windows, key=lambda w: len(w.ids), reverse=True)
-    batches = []
-    i = 0
-    while i < len(ordered):
-        width = len(ordered[i].ids)
-        rows = max(1, budget_bytes // (width * vocab_size * _FLOAT32_BYTES))
-        batches.append(ordered[i : i + rows])
-        i += rows
-    return batches
-
-
 def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """log softmax(logits)[k, targets[k]] as float64 [k], from logits [k, vocab] and int targets [k].
 
@@ -133,27 +113,22 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return picked - np.log(shifted.sum(axis=-1, dtype=np.float64))
 
 
-def run_batch(session: DecoderSession, batch: list[Window], pad_id: int, budget_bytes: int) -> np.ndarray:
-    """Sum of the counted tokens' log-probabilities per window [batch], from one left-padded batch."""
-    vocab_size = session.info.vocab_size
-    input_ids, new_mask = left_pad([w.ids for w in batch], pad_id, session.info)  # each [batch, width]
-    width = input_ids.shape[1]
-    # Padded position p predicts the token at p + 1, so row r's counted tokens are
-    # predicted from position (padding + first - 1) up to width - 2.
-    starts = [width - len(w.ids) + w.first - 1 for w in batch]
-    # The last position predicts nothing, so it is never run. A batch whose
-    # logits would overflow the budget runs in sequence chunks on the cache.
-    step = max(1, budget_bytes // (len(batch) * vocab_size * _FLOAT32_BYTES))
-    cache = new_cache(session, len(batch), width)
-    sums = np.zeros(len(batch))  # [batch]
-    for a in range(0, width - 1, step):
-        b = min(a + step, width - 1)
-        logits = cache.step(input_ids[:, a:b], new_mask[:, a:b])  # [batch, b - a, vocab]
-        for r, start in enumerate(starts):
-            lo = max(start, a)
-            if lo < b:  # only counted positions: padded ones may hold any values
-                sums[r] += target_logprobs(logits[r, lo - a : b - a], input_ids[r, lo + 1 : b + 1]).sum()
-    return sums
+def window_logprob(cache, window: Window, budget_bytes: int) -> float:
+    """Sum of the window's counted tokens' log-probabilities, run in row 0 of `cache`.
+
+    Position p predicts the token at p + 1, so the counted tokens are predicted from
+    positions first - 1 .. len - 2; the last position predicts nothing and never runs.
+    """
+    ids = window.ids
+    step = max(1, budget_bytes // (cache.session.info.vocab_size * _FLOAT32_BYTES))  # positions per call
+    total = 0.0
+    for a in range(0, len(ids) - 1, step):
+        b = min(a + step, len(ids) - 1)
+        logits = cache.prefill(0, ids[a:b], start=a, last_only=False)  # [b - a, vocab]
+        lo = max(window.first - 1, a)
+        if lo < b:
+            total += float(target_logprobs(logits[lo - a :], np.asarray(ids[lo + 1 : b + 1])).sum())
+    return total
 
 
 def perplexity(logprob: float, token_count: int) -> float:
@@ -162,35 +137,22 @@ def perplexity(logprob: float, token_count: int) -> float:
     return math.exp(nll) if nll < 709.0 else math.inf
 
 
-def score_ids(model: Model, ids_list: list[list[int]], stride: int | None = None) -> list[tuple[int, float]]:
+def score_ids(session: DecoderSession, ids_list: list[list[int]], stride: int | None = None) -> list[tuple[int, float]]:
     """(token_count, logprob) per token sequence: the teacher-forced sum of log-probabilities of all but the first token.
 
     Sequences longer than the context use windows of n_positions tokens every
     `stride` tokens (default n_positions // 2).
     """
-    info = model.info
+    info = session.info
     stride = check_stride(stride, info.n_positions)
     check_ids(ids_list, info.vocab_size)
-    pad_id = info.eos_token_id if info.eos_token_id is not None else 0  # masked out: any id in range works
-    budget_bytes = LOGITS_BUDGET_BYTES
     logprobs = np.zeros(len(ids_list))  # [sequences]
     counts = [0] * len(ids_list)
     windows = make_windows(ids_list, info.n_positions, stride)
-    for batch in plan_batches(windows, info.vocab_size, budget_bytes):
-        for w, logprob in zip(batch, run_batch(model.session, batch, pad_id, budget_bytes)):
-            logprobs[w.sequence] += logprob
-            counts[w.sequence] += w.token_count
+    if not windows:
+        return []
+    cache = new_cache(session, 1, max(len(w.ids) for w in windows))
+    for w in windows:
+        logprobs[w.sequence] += window_logprob(cache, w, LOGITS_BUDGET_BYTES)
+        counts[w.sequence] += w.token_count
     return [(count, float(logprob)) for count, logprob in zip(counts, logprobs)]
-
-
-def score(model: Model, texts: list[str], stride: int | None = None) -> list[Score]:
-    """The teacher-forced Score of each text (see score_ids); the texts run batched."""
-    if isinstance(texts, str):
-        raise UsageError("score() takes a list of texts: wrap a single text in a list")
-    ids_list = [model.tokenizer.encode(text) for text in texts]
-    for i, ids in enumerate(ids_list):
-        check_length(len(ids), f"text {i} ({texts[i][:30]!r})")
-    return [
-        Score(text=text, token_count=count, logprob=logprob, perplexity=perplexity(logprob, count))
-        for text, (count, logprob) in zip(texts, score_ids(model, ids_list, stride))
-    ]

@@ -44,7 +44,7 @@ class DecoderSession:
         self._check_signature()
         self.dtype = np.dtype(info.dtype)
         self.shared_kv = info.kv_cache == contract.SHARED_KV  # GroupQueryAttention graph: cache buffers updated in place
-        self._device = "cuda" if self.provider == "cuda" else "cpu"
+        self.device = "cuda" if self.provider == "cuda" else "cpu"  # where the KV buffers live
         self._output_names = contract.output_names(info.n_layer)
         self.run_seconds = 0.0  # time spent inside onnxruntime's run, summed over every call (benchmarks read it)
         self.runs = 0  # calls to onnxruntime's run
@@ -81,8 +81,8 @@ class DecoderSession:
         }
         for layer, (key, value) in enumerate(past):
             key_name, value_name = contract.past_names(layer)
-            feeds[key_name] = key
-            feeds[value_name] = value
+            feeds[key_name] = np.ascontiguousarray(key)  # a row's past may be a view into a batch's present
+            feeds[value_name] = np.ascontiguousarray(value)
         outputs = self._timed(self._session.run, self._output_names, feeds)
         present = list(zip(outputs[1::2], outputs[2::2]))
         return outputs[0], present
@@ -100,18 +100,20 @@ class DecoderSession:
     def kv_buffer(self, shape: tuple[int, ...]) -> tuple[ort.OrtValue, np.ndarray | None]:
         """A zeroed key or value buffer [batch, n_head, capacity, head_dim] where the session computes:
         (its OrtValue, and on the CPU the numpy array that owns its memory)."""
-        if self._device == "cuda":
+        if self.device == "cuda":
             return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.dtype), "cuda", 0), None
         host = np.zeros(shape, self.dtype)
         return ort.OrtValue.ortvalue_from_numpy(host), host
 
     @staticmethod
-    def gather_rows(value: ort.OrtValue, host: np.ndarray | None, rows: np.ndarray, used: int) -> None:
-        """buffer[i] = buffer[rows[i]] over the first `used` slots, in place (beam search's reorder)."""
-        if host is None:  # on the device: a host round trip, so beams on CUDA copy the cache once per step
-            value.update_inplace(np.ascontiguousarray(value.numpy()[rows]))
+    def gather_rows(value: ort.OrtValue, host: np.ndarray | None, dst: np.ndarray, src: np.ndarray, used: int) -> None:
+        """buffer[dst[i]] = buffer[src[i]] over the first `used` positions, in place (beam reorders, slot moves)."""
+        if host is None:  # on the device: a host round trip, so beams on CUDA copy their rows once per step
+            array = value.numpy()
+            array[dst] = array[src]
+            value.update_inplace(np.ascontiguousarray(array))
         else:
-            host[:, :, :used] = host[rows, :, :used]
+            host[dst, :, :used] = host[src, :, :used]
 
     def run_bound(self, binding: ort.IOBinding) -> None:
         """Run the graph on a binding; outputs land where the binding says."""

@@ -82,7 +82,7 @@ def test_quick_benchmark_reports_ratios_and_targets(quick_report):
 
 def test_generate_json_timing_is_honest(exports, capsys):
     """prefill_s and decode_s are real, fit inside the wall-clock time, and new_tokens counts the tokens made."""
-    from gpt2onnx.runtime import cli
+    from gpt2onnx import cli
 
     handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
     args = ["generate", "--model", str(exports["tiny"].onnx_dir), "--provider", "cpu", "--json", "--no-do-sample"]

@@ -118,13 +118,13 @@ def test_presence_and_frequency_penalties_follow_openai(models):
     # Step by step: the penalised choice is the argmax of logits - presence*[seen] - frequency*count.
     generator = model.generator(max_new_tokens=6, presence_penalty=0.5, frequency_penalty=1.5)
     generator.append_tokens(ids)
-    while not generator.is_done():
+    while not generator.is_done():  # generate_next_token's two halves: run the model, then choose
         made = generator.sequences[0, len(ids) :]
-        logits = generator._logits[0] if generator._pending is None else None
-        token = int(generator.generate_next_token()[0])
-        if logits is not None:
-            counts = np.bincount(made, minlength=logits.shape[-1]).astype(np.float32)
-            assert token == int(np.argmax(logits - 0.5 * (counts > 0) - 1.5 * counts))
+        generator.state.step()
+        logits = generator.state.logits[0].copy()
+        token = int(generator.advance()[0])
+        counts = np.bincount(made, minlength=logits.shape[-1]).astype(np.float32)
+        assert token == int(np.argmax(logits - 0.5 * (counts > 0) - 1.5 * counts))
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(num_beams=3), dict(repetition_penalty=1.4, no_repeat_ngram_size=3)], ids=str)

@@ -2,18 +2,22 @@
 `gpt2onnx generate` without --model run, it passes its manifest check, it is the
 model its training.json describes, and it beats a unigram baseline on held-out
 fortune cookies it never saw (tests/data/default_model/, written by
-training/train_default_model.py)."""
+training/train_default_model.py).
+
+The baseline is computed by the training script's own functions (one copy of the
+formula), which are checked here on small examples worked out by hand."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gpt2onnx.runtime import DEFAULT_MODEL, ModelLoadError, load
@@ -22,7 +26,7 @@ from conftest import cli_json, run_cli
 
 EVAL_DATA = Path(__file__).parent / "data" / "default_model"
 README = Path(__file__).resolve().parents[1] / "README.md"
-EOT = "<|endoftext|>"
+TRAINING = Path(__file__).resolve().parents[1] / "training"
 SIZE_LIMIT = 30 * 10**6  # bytes in git
 
 
@@ -36,20 +40,37 @@ def record() -> dict:
     return json.loads((DEFAULT_MODEL / "training.json").read_text())
 
 
-def heldout_texts() -> list[str]:
+@pytest.fixture(scope="module")
+def training():
+    """training/train_default_model.py as a module (training/ is a folder of scripts, not a package)."""
+    sys.path.insert(0, str(TRAINING))  # for its `import corpus`
+    try:
+        return importlib.import_module("train_default_model")
+    finally:
+        sys.path.remove(str(TRAINING))
+
+
+def heldout_texts(training) -> list[str]:
     """The held-out cookies framed as in training: after a separator, ending with one."""
     docs = (EVAL_DATA / "heldout.txt").read_text(encoding="utf-8").removesuffix("\n").split("\n%\n")
-    return [f"{EOT}{doc}{EOT}" for doc in docs]
+    return training.heldout_texts(docs)
 
 
-def unigram_perplexity(ids: list[list[int]]) -> float:
-    """Add-one-smoothed unigram perplexity (training-split counts) of every token after each text's first."""
+def test_unigram_perplexity_by_hand(training):
+    # Counts of 3, 1 and 0 for tokens 1, 2 and 3 in a vocabulary of 4: add-one smoothing makes
+    # them 4, 2 and 1 out of 4 + 4 = 8. Each text's first token is not predicted, so [0, 1, 2, 3]
+    # scores 1, 2, 3 (1/2, 1/4, 1/8) and [9, 1] scores 1 (1/2): (1/2 * 1/4 * 1/8 * 1/2) ** (-1/4) = 2 ** 1.75.
+    assert training.unigram_perplexity({1: 3, 2: 1}, 4, [[0, 1, 2, 3], [9, 1]]) == pytest.approx(2**1.75, rel=1e-12)
+    # A uniform model's perplexity is the vocabulary size.
+    assert training.unigram_perplexity({}, 50257, [[5, 6, 7]]) == pytest.approx(50257, rel=1e-12)
+    # Counts take one separator per training document.
+    assert training.unigram_counts([[1, 2], [2]]) == {1: 1, 2: 2, training.EOT_ID: 2}
+
+
+def unigram_perplexity(training, ids: list[list[int]]) -> float:
+    """The training script's add-one-smoothed unigram perplexity, with the training-split counts it saved."""
     data = json.loads((EVAL_DATA / "unigram.json").read_text())
-    counts = {int(k): v for k, v in data["counts"].items()}
-    total = sum(counts.values()) + data["vocab_size"]
-    targets = np.concatenate([np.asarray(t[1:]) for t in ids])  # [tokens]
-    logp = np.log(np.asarray([counts.get(int(t), 0) + 1 for t in targets], dtype=np.float64) / total)
-    return math.exp(-logp.mean())
+    return training.unigram_perplexity({int(k): v for k, v in data["counts"].items()}, data["vocab_size"], ids)
 
 
 def test_load_without_a_folder_is_the_shipped_model(model, record):
@@ -77,13 +98,13 @@ def test_a_tampered_copy_fails_the_manifest_check(tmp_path):
         load(copy, provider="cpu")
 
 
-def test_beats_the_unigram_baseline_on_heldout_cookies(model, record):
-    texts = heldout_texts()
+def test_beats_the_unigram_baseline_on_heldout_cookies(model, record, training):
+    texts = heldout_texts(training)
     assert len(texts) == record["evaluation"]["heldout_documents"]
     scores = model.score(texts)
     tokens = sum(s.token_count for s in scores)
     perplexity = math.exp(-sum(s.logprob for s in scores) / tokens)
-    unigram = unigram_perplexity([model.tokenizer.encode(t) for t in texts])
+    unigram = unigram_perplexity(training, [model.tokenizer.encode(t) for t in texts])
     # The figures the training run recorded (and the README quotes) are this model's.
     assert tokens == record["evaluation"]["heldout_tokens"]
     assert perplexity == pytest.approx(record["evaluation"]["heldout_perplexity"], rel=1e-4)

@@ -9,6 +9,7 @@ import pty
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import onnx
 import pytest
@@ -182,6 +183,65 @@ def test_sigkill_leaves_no_model_and_the_next_export_succeeds(small_checkpoint, 
     assert not out.exists() and not (partial / "manifest.json").exists()
     assert run_cli("export", str(small_checkpoint), str(out), "--quiet").returncode == 0
     assert (out / "manifest.json").is_file() and not partials(out)  # the stale partial was swept
+
+
+def olds(out):
+    return list(out.parent.glob(f".{out.name}.old-*"))
+
+
+def fake_model(folder, label: str):
+    """A folder that stands for a whole model: its manifest says which one."""
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_text(label)
+    (folder / "manifest.json").write_text(json.dumps({"label": label}))
+    return folder
+
+
+def label(folder) -> str:
+    return json.loads((folder / "manifest.json").read_text())["label"]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_force_interrupted_between_its_two_renames_puts_the_old_model_back(tmp_path, monkeypatch):
+    out, tmp = fake_model(tmp_path / "out", "old"), fake_model(tmp_path / ".out.partial-1", "new")
+    rename = Path.rename
+
+    def interrupted(self, target):  # Ctrl-C (or SIGTERM, raised the same way) just as the new model moves in
+        if self == tmp:
+            raise KeyboardInterrupt
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline._move_into_place(tmp, out)
+    assert label(out) == "old" and not olds(out)
+
+
+def test_a_kill_between_the_renames_is_undone_by_the_next_export(small_checkpoint, tmp_path):
+    # What SIGKILL between the renames leaves: no OUTPUT_DIR, the old model set aside, the new one still partial.
+    out, pid = tmp_path / "out", dead_pid()
+    fake_model(tmp_path / f".out.old-{pid}", "old")
+    fake_model(tmp_path / f".out.partial-{pid}", "new")
+    pipeline._sweep_stale(tmp_path, "out")
+    assert label(out) == "old" and not olds(out) and not partials(out)
+    # The old model is back: replacing it needs --force again, as it did before the kill.
+    fake_model(tmp_path / f".out.old-{pid}", "older")
+    assert_one_line_error(run_cli("export", str(small_checkpoint), str(out)), 2, "exists and is not empty: pass --force")
+    assert label(out) == "old" and not olds(out)  # OUTPUT_DIR was there, so the set-aside one was deleted
+    assert run_cli("export", str(small_checkpoint), str(out), "--force", "--quiet").returncode == 0
+    assert "label" not in json.loads((out / "manifest.json").read_text()) and not olds(out)  # a real export now
+
+
+def test_a_kill_after_the_renames_leaves_the_new_model(tmp_path):
+    out, pid = fake_model(tmp_path / "out", "new"), dead_pid()
+    fake_model(tmp_path / f".out.old-{pid}", "old")  # killed before the old model was deleted
+    pipeline._sweep_stale(tmp_path, "out")
+    assert label(out) == "new" and not olds(out)
 
 
 def test_progress_on_a_terminal_and_clean_output_in_a_pipeline(small_checkpoint, tmp_path):

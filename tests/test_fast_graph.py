@@ -45,26 +45,31 @@ def test_the_kv_cache_is_one_buffer_written_in_place(exports):
     assert host.shape == (1, model.info.n_head, 32, model.info.head_dim)
     address = host.ctypes.data
     filled = lambda: int((np.abs(host[0, 0]).sum(axis=-1) > 0).sum())  # noqa: E731 - slots written so far
-    cache.step(np.array([prompt]), np.ones((1, len(prompt)), np.int64))
+    cache.prefill(0, prompt)
     assert filled() == len(prompt) and cache.lengths.tolist() == [len(prompt)]
     for n in range(1, 4):
-        cache.step(np.array([[464]]), np.ones((1, 1), np.int64))
+        cache.decode(np.array([0]), np.array([464]))
         assert filled() == len(prompt) + n  # one more slot each step, in the same memory
     assert host.ctypes.data == address and value.data_ptr() == address  # onnxruntime wrote into our buffer, no copy
 
 
-def test_a_left_padded_batch_is_right_aligned_for_the_graph_and_back(exports):
-    """Rows of different lengths, prefilled together, give each row's own logits (also checked against
-    transformers through generation in test_decoding)."""
+def test_rows_of_different_lengths_step_together_and_a_prefill_touches_one_row(exports):
+    """Slots: each row prefilled in its own memory, then one batched step over rows of different
+    lengths gives each row the logits it gets alone (checked against transformers through
+    generation in test_decoding and test_engine)."""
     model = load(exports["odd_heads"].onnx_dir, provider="cpu")
     rows = [model.tokenizer.encode(p) for p in PROMPTS]
-    width = max(map(len, rows))
-    ids = np.array([[0] * (width - len(r)) + r for r in rows])  # [3, width], left-padded
-    mask = (np.arange(width)[None, :] >= (width - np.array([len(r) for r in rows]))[:, None]).astype(np.int64)
-    batched = new_cache(model.session, 3, width + 2).step(ids, mask)  # [3, width, vocab]
+    cache = new_cache(model.session, 3, 32)
     for r, row in enumerate(rows):
-        alone = new_cache(model.session, 1, len(row)).step(np.array([row]), np.ones((1, len(row)), np.int64))[0]
-        assert np.abs(batched[r, width - len(row) :] - alone).max() < 1e-4
+        before = [host.copy() for _, host in cache.buffers]
+        cache.prefill(r, row)
+        for (_, host), old in zip(cache.buffers, before):
+            others = np.arange(3) != r
+            assert np.array_equal(host[others], old[others])  # the other rows' keys and values are untouched
+    batched = cache.decode(np.arange(3), np.array([464, 464, 464]))  # [3, vocab]
+    for r, row in enumerate(rows):
+        alone = new_cache(model.session, 1, len(row) + 1).prefill(0, row + [464])[0]
+        assert np.abs(batched[r] - alone).max() < 1e-4
 
 
 def test_the_default_graph_is_fused_and_fusing_never_needs_the_weight_matrices(exports):

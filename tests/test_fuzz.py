@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from gpt2onnx.runtime import GenerationConfig, ModelLoadError, UsageError, load
-from gpt2onnx.runtime.cli import main as cli_main
+from gpt2onnx.cli import main as cli_main
 from gpt2onnx.runtime.detokenizer import REPLACEMENT, StreamDecoder
 from gpt2onnx.runtime.manifest import sha256_file
 

@@ -136,8 +136,6 @@ def test_generation_config_uses_hf_names_and_defaults(tiny):
         ({"early_stopping": "sometimes"}, "early_stopping must be True, False or 'never'"),
         ({"bad_words_ids": [[]]}, "bad_words_ids must be a list of non-empty lists of token ids"),
         ({"stop_strings": [""]}, "stop_strings must be non-empty strings"),
-        ({"num_beams": 2, "stop_strings": ["x"]}, "stop_strings are not supported with beam search"),
-        ({"num_beams": 2, "do_sample": True}, "beam sampling"),
         ({"max_new_token": 5}, "unknown generation setting 'max_new_token'"),
     ],
 )

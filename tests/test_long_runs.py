@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from gpt2onnx.runtime import load
-from gpt2onnx.runtime.generator import SLIDE_KEEP
+from gpt2onnx.runtime.decode_state import SLIDE_KEEP
 
 
 def rss_bytes() -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from gpt2onnx.runtime import load
-from gpt2onnx.runtime.kv_cache import new_cache
+from gpt2onnx.runtime.kv_cache import stepped_logits
 
 from conftest import cli_json, hf_greedy, torch_model
 
@@ -27,11 +27,7 @@ def test_cli_greedy_ids_equal_transformers(exported):
 
 def cached_logits(onnx_dir, ids: list[int], prefill: int) -> np.ndarray:
     """Logits [seq, vocab]: `prefill` tokens in one pass, then one cached step per token."""
-    session = load(onnx_dir, provider="cpu").session
-    cache = new_cache(session, 1, len(ids))
-    chunks = [ids[:prefill]] + [[t] for t in ids[prefill:]]
-    rows = [cache.step(np.array([c]), np.ones((1, len(c)), np.int64))[0] for c in chunks]
-    return np.concatenate(rows)
+    return stepped_logits(load(onnx_dir, provider="cpu").session, ids, prefill)
 
 
 def test_cached_step_logits_match_pytorch_teacher_forced(exported):

@@ -490,7 +490,7 @@ def test_every_troubleshooting_row_quotes_a_real_message(exports, tmp_path):
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert len(rows) >= 20
     messages = _messages(exports, tmp_path)
-    source = "".join(p.read_text() for folder in ("runtime", "export") for p in (ROOT / folder).glob("*.py"))
+    source = "".join(p.read_text() for folder in ("cli", "runtime", "export") for p in (ROOT / folder).glob("*.py"))
     matched = 0
     for row in rows:
         quote = re.match(r"\| `([^`]+)`", row).group(1)

@@ -108,7 +108,7 @@ class Peaked:
         self._draws: dict[str, np.ndarray] = {}
 
     def generator(self, seed: int, **kwargs):
-        """A sampling Generator prefilled with PROMPT: its _logits are the ONNX next-token logits [1, vocab]."""
+        """A sampling Generator prefilled with PROMPT: its state.logits are the ONNX next-token logits [1, vocab]."""
         generator = self.model.generator(do_sample=True, max_new_tokens=1, seed=seed, **kwargs)
         generator.append_tokens(self.ids)
         return generator
@@ -127,7 +127,7 @@ class Peaked:
         if name not in self._draws:
             kwargs, n = SAMPLING_SETTINGS[name]
             generator = self.generator(seed=2024, **kwargs)
-            batch = np.repeat(generator._logits, BATCH, axis=0)  # [BATCH, vocab]
+            batch = np.repeat(generator.state.logits, BATCH, axis=0)  # [BATCH, vocab]
             self._draws[name] = np.concatenate([generator._choose(batch) for _ in range(n // BATCH)])
         return self._draws[name]
 
@@ -161,7 +161,7 @@ def chi_square(draws: np.ndarray, expected: np.ndarray) -> tuple[float, int]:
 
 def test_onnx_logits_match_pytorch_for_the_prompt(peaked):
     # The chi-square tests compare against PyTorch's logits: they must be the same model.
-    onnx_logits = peaked.generator(seed=0, top_k=0)._logits
+    onnx_logits = peaked.generator(seed=0, top_k=0).state.logits
     assert onnx_logits.shape == peaked.torch_logits.shape
     np.testing.assert_allclose(onnx_logits, peaked.torch_logits.numpy(), rtol=0, atol=1e-3)
     # And the distribution is as peaked as the settings below assume.
@@ -180,7 +180,7 @@ def test_first_token_distribution_matches_transformers(peaked, name):
     # Deterministically first: our warpers on our logits keep exactly the tokens
     # transformers' warpers keep on PyTorch's (no token of this prompt sits so close
     # to a cut that the ~3e-5 logit difference could move it).
-    ours = warpers.warp(generator._logits, generator.config)
+    ours = warpers.warp(generator.state.logits, generator.config)
     assert np.array_equal(np.isfinite(ours[0]), support)
 
     draws = peaked.draws(name)
@@ -207,7 +207,7 @@ def test_chi_square_rejects_a_slightly_wrong_distribution(peaked):
 def test_generate_draws_the_token_choose_draws(peaked):
     # The chi-square tests sample through Generator._choose; generate() must draw the same
     # first token from the same seed, so they test what users get.
-    logits = peaked.generator(seed=0, top_k=20)._logits
+    logits = peaked.generator(seed=0, top_k=20).state.logits
     for seed in range(5):
         fresh = peaked.generator(seed=seed, top_k=20)
         completion = peaked.model.generate(PROMPT, do_sample=True, seed=seed, max_new_tokens=1, top_k=20)

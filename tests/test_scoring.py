@@ -1,5 +1,5 @@
 """Scoring: teacher-forced log-probabilities and perplexity equal transformers' loss,
-long texts follow the sliding-window recipe, and batching changes nothing.
+long texts follow the sliding-window recipe, and scoring texts together changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from gpt2onnx.runtime import UsageError, load
 from gpt2onnx.runtime import kv_cache, scoring
-from gpt2onnx.runtime.scoring import score, score_ids, window_spans
+from gpt2onnx.runtime.scoring import score_ids, window_spans
 
 from conftest import torch_model
 
@@ -64,7 +64,7 @@ def torch_sliding_window(checkpoint, ids: list[int], max_length: int, stride: in
 
 def test_short_texts_match_transformers_loss(exported):
     model = load(exported.onnx_dir, provider="cpu")
-    scores = score(model, SHORT_TEXTS)
+    scores = model.score(SHORT_TEXTS)
     worst_ppl, worst_logprob = 0.0, 0.0
     for text, s in zip(SHORT_TEXTS, scores):
         ids = model.tokenizer.encode(text)
@@ -81,7 +81,7 @@ def test_long_text_matches_torch_sliding_window(exports, short_model, stride):
     ids = short_model.tokenizer.encode(long_text())
     n_positions = short_model.info.n_positions
     assert n_positions == 64 and 150 < len(ids) < 260
-    (got,) = score(short_model, [long_text()], stride=stride)
+    (got,) = short_model.score([long_text()], stride=stride)
     count, nll_sum = torch_sliding_window(exports["deep_short"].checkpoint, ids, n_positions, stride or n_positions // 2)
     diff = abs(-got.logprob / got.token_count - nll_sum / count)
     print(f"stride {stride}: {len(ids)} tokens, {count} counted, |mean NLL diff| {diff:.2e}")
@@ -105,41 +105,41 @@ def test_windows_count_each_token_once():
 
 
 def count_forward_calls(model, monkeypatch) -> list[int]:
-    """Record the batch size of every forward pass (a step of either KV cache layout)."""
+    """Record the positions of every forward pass (a prefill of either KV cache layout)."""
     calls = []
     for cls in (kv_cache.SharedKVCache, kv_cache.ConcatKVCache):
 
-        def counting(self, input_ids, new_mask, _step=cls.step):
-            calls.append(input_ids.shape[0])
-            return _step(self, input_ids, new_mask)
+        def counting(self, row, ids, start=0, last_only=True, _prefill=cls.prefill):
+            calls.append(len(ids))
+            return _prefill(self, row, ids, start, last_only)
 
-        monkeypatch.setattr(cls, "step", counting)
+        monkeypatch.setattr(cls, "prefill", counting)
     return calls
 
 
-def test_batch_equals_one_by_one(short_model, monkeypatch):
+def test_texts_scored_together_equal_each_alone(short_model, monkeypatch):
     texts = [long_text(), "Hi there", SHORT_TEXTS[0], "a b", " ".join(["word"] * 63), SHORT_TEXTS[1] * 3]
-    alone = [score(short_model, [text], stride=24)[0] for text in texts]
+    alone = [short_model.score([text], stride=24)[0] for text in texts]
     calls = count_forward_calls(short_model, monkeypatch)
-    batched = score(short_model, texts, stride=24)
+    together = short_model.score(texts, stride=24)
     windows = sum(len(window_spans(len(short_model.tokenizer.encode(t)), 64, 24)) for t in texts)
-    assert windows > len(texts) and calls == [windows]  # every window of every text in one call
+    assert windows > len(texts) and len(calls) == windows  # one call per window: it fits the logits budget
     worst = 0.0
-    for a, b in zip(alone, batched):
+    for a, b in zip(alone, together):
         assert (b.text, b.token_count) == (a.text, a.token_count)
         worst = max(worst, abs(a.logprob - b.logprob), abs(a.perplexity - b.perplexity) / a.perplexity)
-    print(f"batched vs alone: max diff {worst:.2e}")
+    print(f"together vs alone: max diff {worst:.2e}")
     assert worst < BATCH_ATOL
 
 
-def test_small_logits_budget_splits_batches_and_sequences(short_model, monkeypatch):
+def test_small_logits_budget_splits_windows_into_chunks(short_model, monkeypatch):
     texts = [long_text(), SHORT_TEXTS[0], SHORT_TEXTS[1]]
-    want = score_ids(short_model, [short_model.tokenizer.encode(t) for t in texts])
+    want = score_ids(short_model.session, [short_model.tokenizer.encode(t) for t in texts])
     vocab_row = short_model.info.vocab_size * 4  # bytes of one position's float32 logits
     monkeypatch.setattr(scoring, "LOGITS_BUDGET_BYTES", 10 * vocab_row)
     calls = count_forward_calls(short_model, monkeypatch)
-    got = score_ids(short_model, [short_model.tokenizer.encode(t) for t in texts])
-    assert len(calls) > 5 and max(calls) <= 10  # one row per call, fed in chunks of <= 10 positions
+    got = score_ids(short_model.session, [short_model.tokenizer.encode(t) for t in texts])
+    assert len(calls) > 5 and max(calls) <= 10  # fed in chunks of <= 10 positions
     assert [c for c, _ in got] == [c for c, _ in want]
     assert np.allclose([lp for _, lp in got], [lp for _, lp in want], rtol=0, atol=BATCH_ATOL)
 
@@ -148,11 +148,11 @@ def test_refuses_texts_without_a_prediction_and_bad_strides(short_model):
     assert len(short_model.tokenizer.encode("a")) == 1
     for texts in (["a"], [""], ["fine text here", "a"]):
         with pytest.raises(UsageError, match="at least two tokens"):
-            score(short_model, texts)
+            short_model.score(texts)
     with pytest.raises(UsageError, match="at least two tokens"):
-        score_ids(short_model, [[464]])
+        score_ids(short_model.session, [[464]])
     for stride in (0, -1, 65):
         with pytest.raises(UsageError, match="stride"):
-            score(short_model, ["a long enough text"], stride=stride)
-    assert score(short_model, ["a long enough text"], stride=64)[0].token_count == 3
-    assert score(short_model, []) == []
+            short_model.score(["a long enough text"], stride=stride)
+    assert short_model.score(["a long enough text"], stride=64)[0].token_count == 3
+    assert short_model.score([]) == []

@@ -205,7 +205,7 @@ def save_checkpoint(model, tokenizer, out: Path) -> Path:
 
 def export(checkpoint: Path, out: Path, log) -> dict:
     """`gpt2onnx export CHECKPOINT OUT`: the shipped model is a normal export folder."""
-    command = [sys.executable, "-m", "gpt2onnx.runtime.cli", "export", str(checkpoint), str(out), "--force", "--json"]
+    command = [sys.executable, "-m", "gpt2onnx.cli", "export", str(checkpoint), str(out), "--force", "--json"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"error: gpt2onnx export failed: {done.stderr.strip()}")

@@ -1,8 +1,8 @@
-"""The `gpt2onnx` command line: `export`, `generate`, `score` and `desktop`.
+"""The runtime's commands, `generate` and `score`, and the one-line error helpers
+the `gpt2onnx` command (gpt2onnx.cli) builds its parser with.
 
-Exit codes: 0 success, 2 bad usage or input, 1 any other failure, 130 when
-interrupted (143 on SIGTERM). Errors are one line on stderr; set
-GPT2ONNX_DEBUG=1 for the traceback of an unexpected one.
+Only argparse and the runtime: the umbrella command adds `export` and `desktop`,
+so importing this never loads the exporter or Qt.
 
 Text must be UTF-8: a prompt, stop string or bad word whose bytes are not
 (on the command line, or on standard input with `-`) is refused with the
@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 import time
-import traceback
 import warnings
-from importlib import metadata
 
-from .errors import Gpt2OnnxError, UsageError
+from .errors import UsageError
 from .providers import PROVIDERS, ProviderFallbackWarning
 from .tokenizer import check_unicode
 
@@ -36,18 +32,11 @@ def one_line(message: str) -> str:
     return message.translate(_LINE_BREAKS)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the umbrella command's parser and subparsers)."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("gpt2onnx")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _early_stopping(value: str):
@@ -134,6 +123,12 @@ def _add_score_parser(subparsers) -> None:
     parser.set_defaults(run=_run_score)
 
 
+def add_parsers(subparsers) -> None:
+    """Add `generate` and `score` to the `gpt2onnx` command's subparsers."""
+    _add_generate_parser(subparsers)
+    _add_score_parser(subparsers)
+
+
 def _utf8(data: bytes, what: str) -> str:
     """Decode UTF-8 strictly; bad bytes are a one-line UsageError with their offset."""
     try:
@@ -207,7 +202,7 @@ def _sequence_json(sequence, tokenizer) -> dict:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from .config import GenerationConfig
+    from .model import read_defaults
 
     settings = {field: getattr(args, field) for field, *_ in GENERATION_FLAGS.values() if getattr(args, field) is not None}
     if args.do_sample is not None:
@@ -217,12 +212,13 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.stop:
         settings["stop_strings"] = tuple(_argument_text(s, "--stop") for s in args.stop)
     bad_words = [_argument_text(w, "--bad-words") for w in args.bad_words]
-    GenerationConfig(**settings)  # bad settings fail before the model loads
+    # The flags over the model's own defaults (its generation_config.json, not Hugging Face's:
+    # --num-return-sequences 3 is fine on a model that samples), checked before the slow load.
+    config = read_defaults(args.model).update(**settings)
     prompts = _read_texts(args.prompts, "PROMPT")
     model, load_s = _load(args)
-    if bad_words:
-        settings["bad_words_ids"] = bad_words_ids(model.tokenizer, bad_words)
-    config = model.config(**settings)
+    # Checked once more against the loaded model (token ids within its vocabulary), once for all prompts.
+    config = model.config(config, **({"bad_words_ids": bad_words_ids(model.tokenizer, bad_words)} if bad_words else {}))
     streaming = not args.json and config.num_beams == 1 and config.num_return_sequences == 1
     results, prefill_s, decode_s, new_tokens, steps = [], 0.0, 0.0, 0, 0
     for i, prompt in enumerate(prompts):
@@ -266,67 +262,3 @@ def _run_score(args: argparse.Namespace) -> int:
             excerpt = s.text if len(s.text) <= 40 else s.text[:37] + "..."
             print(f"perplexity {s.perplexity:12.3f}  logprob {s.logprob:12.3f}  tokens {s.token_count:6d}  {excerpt!r}")
     return 0
-
-
-def _add_desktop_parser(subparsers) -> None:
-    from gpt2onnx.desktop import add_arguments  # argparse only; Qt loads when the app runs
-
-    parser = subparsers.add_parser("desktop", help="open the desktop text-completion app", description="Open the PySide6 app.")
-    add_arguments(parser)
-    parser.set_defaults(run=_desktop)
-
-
-def _desktop(args) -> int:
-    import importlib.util
-
-    if importlib.util.find_spec("PySide6") is None:
-        raise UsageError("the desktop app needs PySide6: pip install 'gpt2onnx[desktop]'")
-    from gpt2onnx.desktop.app import run
-
-    return run(args.model, args.provider)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from gpt2onnx.export import cli as export_cli  # argparse only; the export stack loads when it runs
-
-    parser = _Parser(prog="gpt2onnx", description="Export GPT-2 checkpoints to ONNX and run them with numpy + onnxruntime.")
-    parser.add_argument("--version", action="version", version=f"gpt2onnx {_version()}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    export_cli.add_parser(subparsers)
-    _add_generate_parser(subparsers)
-    _add_score_parser(subparsers)
-    _add_desktop_parser(subparsers)
-    return parser
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so partial work is cleaned up on the way out."""
-
-
-def _sigterm(signum, frame):
-    raise Terminated
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        return args.run(args)
-    except Gpt2OnnxError as e:
-        print(f"gpt2onnx: error: {one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt as e:
-        print("gpt2onnx: interrupted", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error worth a message
-        return 1
-    except Exception as e:  # a bug or an environment failure: one line unless debugging
-        if os.environ.get("GPT2ONNX_DEBUG"):
-            traceback.print_exc()
-        print(f"gpt2onnx: error: {type(e).__name__}: {one_line(str(e))} (set GPT2ONNX_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m gpt2onnx.cli`: the `gpt2onnx` command without its console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

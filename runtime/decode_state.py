@@ -1,0 +1,184 @@
+"""The decode state every search shares: its rows in a KV cache, the tokens so
+far, positions, the token budget and the timing.
+
+A search asks it to prefill prompts, to feed the tokens it chose, and to give a
+row back when that row is finished; it never runs the session itself. Each
+prompt is run once, in a row that may already hold a prefix of it (prefix
+reuse), and copied to the prompt's other rows (num_return_sequences, beams).
+Rows are lent by the cache as Slots, so the slot engine can move them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import processors
+from .config import GenerationConfig
+from .errors import UsageError
+from .kv_cache import KVCache, Slot, new_cache
+from .results import Timing
+from .session import DecoderSession
+
+SLIDE_KEEP = 0.75  # context_overflow="slide": the fraction of n_positions a slid window keeps
+
+
+def as_rows(ids) -> list[list[int]]:
+    """One list of ids per prompt; a flat list is one prompt."""
+    if len(ids) and np.ndim(ids[0]) == 0:
+        return [[int(t) for t in ids]]
+    return [[int(t) for t in row] for row in ids]
+
+
+def check_prompts(prompts: list[list[int]], info) -> None:
+    """Every prompt has tokens, all inside the vocabulary, and fits the context."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UsageError("a prompt has no tokens: give at least one token per row")
+    if any(not 0 <= t < info.vocab_size for p in prompts for t in p):
+        raise UsageError(f"a token id is outside the vocabulary [0, {info.vocab_size})")
+    width = max(map(len, prompts))
+    if width > info.n_positions:
+        raise UsageError(f"the prompt is {width} tokens but the model's context (n_positions) is {info.n_positions}: shorten the prompt")
+
+
+class DecodeState:
+    """One request's rows: `rows_per_prompt` rows for each prompt, in a cache of its own or the engine's."""
+
+    def __init__(self, session: DecoderSession, config: GenerationConfig, rows_per_prompt: int):
+        self.session, self.config, self.info = session, config, session.info
+        self.rows_per_prompt = rows_per_prompt
+        self.timing = Timing()
+        self.cache: KVCache | None = None  # the engine's (attach) or, at prefill, one of its own
+        self.slots: list[Slot | None] = []  # per row; None once given back
+        self.prompts: list[list[int]] = []
+        self.width = 0  # the longest prompt: HF's padded input length
+        self.budget = 0  # new tokens allowed (max_new_tokens, or max_length - width)
+        self.tokens = np.zeros((0, 0), np.int64)  # [rows, width + room]: prompts left-padded, then new ids
+        self.length = 0  # columns of tokens in use
+        self.starts = np.zeros(0, np.int64)  # [rows]: column of each row's first real token
+        self.logits = np.zeros((0, 0), np.float32)  # [rows, vocab]: scores for each row's next choice
+        self.pending = np.zeros(0, np.int64)  # [rows]: chosen tokens the model has not run yet
+        self.feed = np.zeros(0, bool)  # [rows]: rows whose pending token runs at the next step
+
+    @property
+    def started(self) -> bool:
+        return bool(self.prompts)
+
+    @property
+    def rows(self) -> int:
+        return len(self.slots)
+
+    def rows_needed(self, prompts: list[list[int]]) -> int:
+        return len(prompts) * self.rows_per_prompt
+
+    def attach(self, cache: KVCache) -> None:
+        """Run in the slot engine's cache instead of a cache of its own."""
+        self.cache = cache
+
+    def prefill(self, prompts: list[list[int]]) -> None:
+        """Run the prompts (each in one row, copied to its other rows); logits for every row."""
+        if self.started:
+            raise RuntimeError("append_tokens after generation started is not supported")
+        check_prompts(prompts, self.info)
+        start = time.perf_counter()
+        self.width = max(map(len, prompts))
+        self.budget = self.config.new_token_budget(self.width)
+        n, n_positions = self.rows_needed(prompts), self.info.n_positions
+        if self.config.context_overflow == "slide":
+            room, capacity = self.budget, n_positions
+        else:  # a row fits at most n_positions - len + 1 new tokens (the last is never fed)
+            room = min(self.budget, n_positions - min(map(len, prompts)) + 1)
+            capacity = self.width + max(self.budget - 1, 0)
+        if self.cache is None:
+            self.cache = new_cache(self.session, n, capacity)
+        logits = []
+        for prompt in prompts:
+            first = self.cache.alloc(prompt)
+            reused = self.cache.common_prefix(first.row, prompt)
+            logits.append(self.cache.prefill(first.row, prompt[reused:], reused)[-1])  # [vocab]
+            self.timing.reused_tokens += reused
+            self.slots.append(first)
+            for _ in range(self.rows_per_prompt - 1):
+                copy = self.cache.alloc()
+                self.cache.copy_row(first.row, copy.row)
+                self.slots.append(copy)
+        self.prompts = prompts
+        self.logits = np.repeat(np.stack(logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
+        self.tokens = np.zeros((n, self.width + room), np.int64)  # [rows, width + room]
+        self.starts = np.zeros(n, np.int64)  # [rows]
+        for r in range(n):
+            prompt = prompts[r // self.rows_per_prompt]
+            self.starts[r] = self.width - len(prompt)
+            self.tokens[r, self.starts[r] : self.width] = prompt
+        self.length = self.width
+        self.pending = np.zeros(n, np.int64)  # [rows]
+        self.feed = np.zeros(n, bool)  # [rows]
+        self.timing.prefill_s += time.perf_counter() - start
+
+    def push(self, tokens: np.ndarray) -> None:
+        """Record one chosen token per row [rows]."""
+        self.tokens[:, self.length] = tokens
+        self.length += 1
+        self.timing.new_tokens += 1
+        self.pending = tokens
+
+    def schedule(self, rows: np.ndarray) -> None:
+        """The rows [rows] (bool) whose pending token runs at the next step; rows given back never run."""
+        self.feed = rows & np.array([s is not None for s in self.slots])
+
+    def physical_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The cache rows of these rows of ours (slots move when the engine compacts)."""
+        return np.array([self.slots[r].row for r in rows.tolist()], np.int64)
+
+    def to_feed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the next step runs: our row indices, their cache rows and their tokens."""
+        rows = np.flatnonzero(self.feed)
+        return rows, self.physical_rows(rows), self.pending[rows]
+
+    def take_logits(self, rows: np.ndarray, logits: np.ndarray) -> None:
+        """The step ran: logits [len(rows), vocab] for these rows of ours."""
+        if len(rows) == len(self.logits):
+            self.logits = logits
+        else:
+            self.logits[rows] = logits
+        self.feed[rows] = False
+
+    def step(self) -> None:
+        """Run the fed rows one token (a search on its own; the engine batches this across searches)."""
+        rows, physical, tokens = self.to_feed()
+        if len(rows):
+            self.take_logits(rows, self.cache.decode(physical, tokens))
+
+    def fed_length(self, row: int) -> int:
+        """Tokens row `row` holds in the cache: the position its next token would take."""
+        return int(self.cache.lengths[self.slots[row].row])
+
+    def sequence(self, row: int) -> np.ndarray:
+        """Row `row`'s prompt and new ids, padding removed."""
+        return self.tokens[row, self.starts[row] : self.length]
+
+    def slide(self, row: int) -> None:
+        """context_overflow="slide": run the row's last SLIDE_KEEP * n_positions tokens (its pending one
+        included) as a fresh prompt in its own row. GPT-2's positions are absolute, so the window
+        restarts at position 0; the text itself runs on unbroken."""
+        keep = max(1, int(self.info.n_positions * SLIDE_KEEP))
+        window = self.sequence(row)[-keep:].tolist()
+        self.logits[row] = self.cache.prefill(self.slots[row].row, window, 0)[-1]
+        self.feed[row] = False
+
+    def history(self) -> processors.History:
+        """What the logits processors see: each row's ids so far, and HF's padded length."""
+        tokens = [self.tokens[r, s : self.length] for r, s in enumerate(self.starts)]
+        return processors.History(tokens, self.timing.new_tokens, self.length)
+
+    def release(self, row: int) -> None:
+        """Give row `row`'s slot back (it keeps its keys/values for prefix reuse)."""
+        if self.slots[row] is not None:
+            self.cache.release(self.slots[row])
+            self.slots[row] = None
+            self.feed[row] = False
+
+    def release_all(self) -> None:
+        for row in range(self.rows):
+            self.release(row)

@@ -1,0 +1,119 @@
+"""The one search interface every decoding method implements (greedy search,
+sampling, beam search, beam sampling), after onnxruntime-genai's Generator:
+
+    search.append_tokens(prompt_ids)      # prefill: one list of ids per prompt (or one flat list)
+    while not search.is_done():
+        search.generate_next_token()       # run the model one step, then choose tokens
+    search.results()                       # per prompt: [SequenceResult, ...]
+
+`generate_next_token` is two halves, so that the slot engine can batch the
+first across many searches: the decode state runs the tokens chosen last step
+(`state.step()`), then `advance()` chooses the next ones from the logits.
+`cancel()` stops the search; its results keep what was made, marked
+"cancelled". `made()` tells a streaming caller which tokens the last step made.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from .config import GenerationConfig
+from .decode_state import DecodeState, as_rows
+from .results import SequenceResult, TokenLogprobs
+from .session import DecoderSession
+
+# A stop-string check on a sequence's new token ids [new]: does the text of its last tokens contain a stop string?
+StopCheck = Callable[[np.ndarray], bool]
+# One token a step made for streaming: (sequence index, token id, its logprobs record or None).
+Made = tuple[int, int, TokenLogprobs | None]
+
+
+class Search:
+    """What every search shares: the step protocol on a DecodeState."""
+
+    streams = True  # made() gives tokens as they are made; False: only results() at the end (beams)
+
+    def __init__(self, session: DecoderSession, config: GenerationConfig, rows_per_prompt: int):
+        self.config = config
+        self.state = DecodeState(session, config, rows_per_prompt)
+        self._done = False  # set when the search has finished (or was cancelled)
+
+    @property
+    def timing(self):
+        return self.state.timing
+
+    def append_tokens(self, ids) -> None:
+        """Run the prompts through the model: one list of ids per prompt (or one flat list)."""
+        self.state.prefill(as_rows(ids))
+        self._started()
+
+    def generate_next_token(self) -> np.ndarray:
+        """Run the last step's tokens through the model, then choose the next ones (one per row)."""
+        self._check_running()
+        start = time.perf_counter()
+        self.state.step()
+        tokens = self.advance()
+        self.timing.decode_s += time.perf_counter() - start
+        return tokens
+
+    def is_done(self) -> bool:
+        """True once every sequence has stopped (or the search was cancelled)."""
+        return self._done
+
+    def cancel(self) -> None:
+        """Stop now; results() keeps what was made, marked "cancelled". Before append_tokens it
+        only marks the search done (an engine drops it from its queue)."""
+        if not self._done:
+            if self.state.started:
+                self._cancelled()
+            self._done = True
+            self.state.release_all()
+
+    def _check_started(self) -> None:
+        if not self.state.started:
+            raise RuntimeError("call append_tokens first")
+
+    def _check_running(self) -> None:
+        self._check_started()
+        if self._done:
+            raise RuntimeError("generation is done: check is_done() before generate_next_token")
+
+    def _finish(self) -> None:
+        """Every sequence has stopped: give the rows back."""
+        self._done = True
+        self.state.release_all()
+
+    # --- what each search defines -----------------------------------------------------
+
+    def _started(self) -> None:
+        """After the prefill: set up per-row state."""
+
+    def advance(self) -> np.ndarray:
+        """Choose one token per row from state.logits (the model has run); return them [rows]."""
+        raise NotImplementedError
+
+    def made(self) -> list[Made]:
+        """The tokens the last step made that a stream can show now."""
+        raise NotImplementedError
+
+    def results(self) -> list[list[SequenceResult]]:
+        """Per prompt, its sequences (num_return_sequences, best first for beams); text is left empty
+        for the caller, who owns the tokenizer."""
+        raise NotImplementedError
+
+    def _cancelled(self) -> None:
+        """Mark what cancel() leaves behind."""
+
+
+def make_search(session: DecoderSession, config: GenerationConfig, rng: np.random.Generator | None = None, stop: StopCheck | None = None) -> Search:
+    """The search a config asks for: beam search (or beam sampling) when num_beams > 1, else greedy
+    search or sampling. `stop` lets beam search end a beam whose text contains a stop string."""
+    from .beam_search import BeamSearch
+    from .generator import Generator
+
+    if config.num_beams > 1:
+        return BeamSearch(session, config, rng, stop)
+    return Generator(session, config, rng, stop)
