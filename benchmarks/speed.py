@@ -253,10 +253,8 @@ class Ours:
             stamps.append(time.perf_counter())
             inside.append(session.run_seconds)
         end = time.perf_counter()
-        if beams > 1:
-            tokens = [search.hypotheses(0)[0].token_ids]
-        else:
-            tokens = [search.generated_ids(r) for r in range(len(rows))]
+        results = search.results()  # per prompt: the best beam first
+        tokens = [results[0][0].token_ids] if beams > 1 else [sequences[0].token_ids for sequences in results]
         return Trace(start, stamps, end, tokens, inside)
 
     def extra(self, plan: Plan, figures: dict, side: Path | None) -> None:

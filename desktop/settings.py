@@ -32,7 +32,7 @@ class DecodingSettings:
         """Keyword arguments for Model.config(): HF names, with 'off' values left out."""
         kwargs = {
             "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample and self.num_beams == 1,
+            "do_sample": self.do_sample,  # with beams too: beam sampling
             "num_beams": self.num_beams,
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpt2onnx.runtime import Gpt2OnnxError, Model
+from gpt2onnx.runtime import Engine, Gpt2OnnxError, Model
 from gpt2onnx.runtime.providers import PROVIDERS
 
 from .completion import CompletionTracker, document_text
@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         folder = recovery_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
         self.recovery = RecoveryStore(folder)
         self.model: Model | None = None
+        self.engine: Engine | None = None  # the model's slot engine (one slot, kept between completions)
         self.model_folder: str | None = model_folder if model_folder is not None else (self.store.value("model/folder", "") or None)
         self.provider = provider or str(self.store.value("model/provider", "auto"))
         if self.provider not in PROVIDERS:
@@ -257,6 +258,9 @@ class MainWindow(QMainWindow):
         if self._worker is not None:
             self.stop(wait=True)
         self.model, self.model_folder = model, folder
+        # One slot that keeps the last prompt's keys and values: Regenerate and completing again
+        # at the same place run only what changed (prefix reuse).
+        self.engine = model.engine(slots=1)
         self.model_label.setText(f"model: {self._model_name(folder)}")
         self.model_label.setToolTip(str(model.folder))
         running = model.provider.upper()
@@ -311,7 +315,7 @@ class MainWindow(QMainWindow):
         room = max(1, self.model.info.n_positions - settings.max_new_tokens)
         self._started, self._streamed = time.perf_counter(), 0
         self.cancel_requested_at = None
-        worker = GenerationWorker(self.model, document_text(self.editor.document(), 0, self.tracker.end), room, config, seed)
+        worker = GenerationWorker(self.model, document_text(self.editor.document(), 0, self.tracker.end), room, config, seed, self.engine)
         worker.context.connect(self._on_context)
         worker.token.connect(self._on_token)
         worker.beam.connect(self._on_beam)
@@ -348,7 +352,8 @@ class MainWindow(QMainWindow):
         self.last_stats = stats
         if self.cancel_requested_at is not None:
             self.last_cancel_latency = time.perf_counter() - self.cancel_requested_at
-        self.speed_label.setText(f"{stats.tokens_per_second:.1f} tok/s")
+        self.speed_label.setText(f"{stats.tokens_per_second:.1f} tok/s, first token {1e3 * stats.first_token_s:.0f} ms")
+        self.speed_label.setToolTip(f"{stats.reused_tokens} prompt tokens reused from the last completion" if stats.reused_tokens else "")
         if not self.tracker.spans:
             self.tracker.reject()
             note = "the model ended the text right away" if stats.finish_reason == "eos" else f"nothing was generated ({stats.finish_reason})"

@@ -4,8 +4,11 @@ Each job is a QObject moved to its own QThread; it talks to the window only
 through signals, so the UI thread never waits on onnxruntime. Receivers must
 be methods of objects living on the UI thread (not lambdas), so that Qt queues
 the calls onto the UI thread. Generation
-consumes the runtime's one path (Run.deltas): prompt ids -> prefill -> steps ->
-processors -> token -> text, and checks a cancel flag at every token.
+consumes the runtime's one path (Run.deltas, through the public API): prompt ids ->
+prefill -> steps -> processors -> token -> text, each delta with its tokens and
+logprobs, and checks a cancel flag at every token. It runs in the window's slot
+engine, whose slot keeps the document's keys and values: Regenerate, or completing
+again at the same place, runs only the tokens that changed.
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from gpt2onnx.runtime import GenerationConfig, Gpt2OnnxError, Model, load
-from gpt2onnx.runtime.detokenizer import StreamDecoder
-from gpt2onnx.runtime.run import Run, SequenceResult
+from gpt2onnx.runtime import Engine, GenerationConfig, Gpt2OnnxError, Model, Run, load
 
 TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
 
@@ -52,6 +52,8 @@ class GenerationStats:
     new_tokens: int
     tokens_per_second: float
     tokens: list[TokenInfo] = field(default_factory=list)
+    first_token_s: float = 0.0  # from the request to the first token's text
+    reused_tokens: int = 0  # prompt tokens the engine's slot already held (not run again)
 
 
 class Job(QObject):
@@ -111,10 +113,11 @@ class GenerationWorker(Job):
     beam = Signal(object)  # the best beam when beam search ends: [(text delta, list[TokenInfo])]
     finished = Signal(object)  # GenerationStats
 
-    def __init__(self, model: Model, prompt: str, room: int, config: GenerationConfig, seed: int | None):
-        """Complete `prompt`, keeping only its last `room` tokens when it is longer."""
+    def __init__(self, model: Model, prompt: str, room: int, config: GenerationConfig, seed: int | None, engine: Engine | None = None):
+        """Complete `prompt`, keeping only its last `room` tokens when it is longer; in `engine`
+        (the window's, whose slot keeps the last prompt for reuse) when given."""
         super().__init__()
-        self.model, self.prompt, self.room, self.config, self.seed = model, prompt, room, config, seed
+        self.model, self.prompt, self.room, self.config, self.seed, self.engine = model, prompt, room, config, seed, engine
         self._cancel = threading.Event()
         self._run: Run | None = None
 
@@ -136,25 +139,6 @@ class GenerationWorker(Job):
             for e in entries
         ]
 
-    def _replay(self, sequence: SequenceResult) -> list[TokenInfo]:
-        """Emit a finished beam as the deltas a stream of it would give (one per run of whole
-        characters, with the tokens behind it), in one signal: the inspector then treats
-        beams as it treats sampling."""
-        decoder, infos = StreamDecoder(self.model.tokenizer), self._infos(sequence.logprobs or [])
-        pieces, held = [], []
-        for i, token_id in enumerate(sequence.token_ids):
-            held += infos[i : i + 1]
-            text = decoder.push(token_id)
-            if text:
-                pieces.append((text, held))
-                held = []
-        tail = decoder.flush()
-        if tail or held:
-            pieces.append((tail, held))
-        if pieces:
-            self.beam.emit(pieces)
-        return infos
-
     @Slot()
     def run(self) -> None:
         try:
@@ -169,22 +153,31 @@ class GenerationWorker(Job):
         ids = self.model.encode_prompt(self.prompt)  # tokenizing a long document takes a while: not on the UI thread
         dropped = max(0, len(ids) - self.room)
         self.context.emit(len(ids) - dropped, dropped)
-        run = self._run = Run(self.model, [self.prompt], self.config, np.random.default_rng(self.seed), prompt_ids=[ids[dropped:]])
+        rows = max(self.config.num_beams, self.config.num_return_sequences)
+        engine = self.engine if self.engine is not None and rows <= self.engine.slots else None  # beams need rows of their own
+        run = self._run = self.model.run([self.prompt], self.config, seed=self.seed, engine=engine, prompt_ids=[ids[dropped:]])
         if self._cancel.is_set():
             run.cancel()
-        sent, tokens = 0, []
-        for _, delta in run.deltas():
-            entries = run.search.logprobs[0][sent:] if self.config.logprobs else []
-            sent += len(entries)
-            infos = self._infos(entries)
+        tokens, pieces, first = [], [], None
+        beams = self.config.num_beams > 1  # the best beam arrives at the end: sent in one signal, one edit
+        for delta in run.deltas():
+            if delta.row != 0:
+                continue
+            infos = self._infos(delta.logprobs or [])
             tokens += infos
-            self.token.emit(delta, infos)
+            if first is None and delta.text:
+                first = time.perf_counter() - started
+            if beams:
+                pieces.append((delta.text, infos))
+            else:
+                self.token.emit(delta.text, infos)
             if self._cancel.is_set():
                 run.cancel()  # the search ends at its next step; deltas() flushes what is held
+        if pieces:
+            self.beam.emit(pieces)
         completion = run.completions()[0]
-        if self.config.num_beams > 1 and completion.sequences:
-            tokens = self._replay(completion.sequences[0])  # beams give their tokens at the end
         seconds = time.perf_counter() - started
         new = len(completion.token_ids)
         reason = "cancelled" if self._cancel.is_set() else completion.finish_reason or "length"
-        self.finished.emit(GenerationStats(reason, new, new / seconds if seconds > 0 else 0.0, tokens))
+        stats = GenerationStats(reason, new, new / seconds if seconds > 0 else 0.0, tokens, first or seconds, completion.timing.reused_tokens)
+        self.finished.emit(stats)

@@ -224,7 +224,7 @@ class BeamSearch(Search):
     def _cancelled(self) -> None:
         self._was_cancelled = True
 
-    def made(self) -> list[Made]:
+    def take_made(self) -> list[Made]:
         return []  # beams change until the end: the caller replays the results
 
     def _reason(self, ids: list[int]) -> str:

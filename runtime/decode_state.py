@@ -60,6 +60,9 @@ class DecodeState:
         self.logits = np.zeros((0, 0), np.float32)  # [rows, vocab]: scores for each row's next choice
         self.pending = np.zeros(0, np.int64)  # [rows]: chosen tokens the model has not run yet
         self.feed = np.zeros(0, bool)  # [rows]: rows whose pending token runs at the next step
+        self.live = np.zeros(0, bool)  # [rows]: rows that still hold a slot
+        self.fed = np.zeros(0, np.int64)  # [rows]: tokens each row holds in the cache (its next position)
+        self._physical = (-1, np.zeros(0, np.int64))  # (cache.moves when computed, every row's cache row)
 
     @property
     def started(self) -> bool:
@@ -104,6 +107,7 @@ class DecodeState:
                 self.cache.copy_row(first.row, copy.row)
                 self.slots.append(copy)
         self.prompts = prompts
+        self._physical = (-1, self._physical[1])
         self.logits = np.repeat(np.stack(logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
         self.tokens = np.zeros((n, self.width + room), np.int64)  # [rows, width + room]
         self.starts = np.zeros(n, np.int64)  # [rows]
@@ -114,6 +118,8 @@ class DecodeState:
         self.length = self.width
         self.pending = np.zeros(n, np.int64)  # [rows]
         self.feed = np.zeros(n, bool)  # [rows]
+        self.live = np.ones(n, bool)  # [rows]
+        self.fed = np.repeat(np.array([len(p) for p in prompts], np.int64), self.rows_per_prompt)  # [rows]
         self.timing.prefill_s += time.perf_counter() - start
 
     def push(self, tokens: np.ndarray) -> None:
@@ -125,11 +131,15 @@ class DecodeState:
 
     def schedule(self, rows: np.ndarray) -> None:
         """The rows [rows] (bool) whose pending token runs at the next step; rows given back never run."""
-        self.feed = rows & np.array([s is not None for s in self.slots])
+        self.feed = rows & self.live
 
     def physical_rows(self, rows: np.ndarray) -> np.ndarray:
-        """The cache rows of these rows of ours (slots move when the engine compacts)."""
-        return np.array([self.slots[r].row for r in rows.tolist()], np.int64)
+        """The cache rows of these rows of ours (slots move when the cache keeps its busy rows first)."""
+        moves, physical = self._physical
+        if moves != self.cache.moves:
+            physical = np.array([-1 if s is None else s.row for s in self.slots], np.int64)  # [rows]
+            self._physical = (self.cache.moves, physical)
+        return physical[rows]
 
     def to_feed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the next step runs: our row indices, their cache rows and their tokens."""
@@ -143,16 +153,13 @@ class DecodeState:
         else:
             self.logits[rows] = logits
         self.feed[rows] = False
+        self.fed[rows] += 1
 
     def step(self) -> None:
         """Run the fed rows one token (a search on its own; the engine batches this across searches)."""
         rows, physical, tokens = self.to_feed()
         if len(rows):
             self.take_logits(rows, self.cache.decode(physical, tokens))
-
-    def fed_length(self, row: int) -> int:
-        """Tokens row `row` holds in the cache: the position its next token would take."""
-        return int(self.cache.lengths[self.slots[row].row])
 
     def sequence(self, row: int) -> np.ndarray:
         """Row `row`'s prompt and new ids, padding removed."""
@@ -166,6 +173,7 @@ class DecodeState:
         window = self.sequence(row)[-keep:].tolist()
         self.logits[row] = self.cache.prefill(self.slots[row].row, window, 0)[-1]
         self.feed[row] = False
+        self.fed[row] = len(window)
 
     def history(self) -> processors.History:
         """What the logits processors see: each row's ids so far, and HF's padded length."""
@@ -177,7 +185,8 @@ class DecodeState:
         if self.slots[row] is not None:
             self.cache.release(self.slots[row])
             self.slots[row] = None
-            self.feed[row] = False
+            self.feed[row] = self.live[row] = False
+            self._physical = (-1, self._physical[1])
 
     def release_all(self) -> None:
         for row in range(self.rows):

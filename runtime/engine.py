@@ -19,6 +19,7 @@ from collections import deque
 
 import numpy as np
 
+from .decode_state import check_prompts
 from .errors import UsageError
 from .kv_cache import KVCache, new_cache
 from .search import Search
@@ -36,7 +37,8 @@ class Engine:
         self.waiting: deque[tuple[Search, list[list[int]]]] = deque()  # submitted, not yet admitted
         self.active: list[Search] = []  # admitted and not done
         self._cancels: set[int] = set()  # ids of searches to cancel at the next step (any thread adds)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _cancels
+        self._stepping = threading.Lock()  # one step at a time, whichever thread drives
 
     @property
     def slots(self) -> int:
@@ -46,6 +48,7 @@ class Engine:
         """Queue a search; it is admitted (prefilled) at a step when enough slots are free."""
         if search.state.started:
             raise RuntimeError("submit a search before its append_tokens")
+        check_prompts(prompts, self.session.info)  # bad input fails here, for its sender, not in a step
         needed = search.state.rows_needed(prompts)
         if needed > self.slots:
             raise UsageError(f"this request needs {needed} slots (prompts x sequences or beams) but the engine has {self.slots}")
@@ -62,6 +65,10 @@ class Engine:
     def step(self) -> list[Search]:
         """Admit what fits, run one token on every busy row, advance every search. Returns the
         searches that made tokens this step (finished ones included, once)."""
+        with self._stepping:
+            return self._step()
+
+    def _step(self) -> list[Search]:
         self._apply_cancels()
         self._admit()
         started = time.perf_counter()
@@ -79,10 +86,10 @@ class Engine:
             cancels, self._cancels = self._cancels, set()
         if not cancels:
             return
-        for search in [s for s in self.active if id(s) in cancels]:
-            search.cancel()  # gives its slots back
+        for search in [s for s in self.active if id(s) in cancels] + [s for s, _ in self.waiting if id(s) in cancels]:
+            search.cancel()  # gives its slots back; a waiting one is just marked done
         self.active = [s for s in self.active if not s.is_done()]
-        self.waiting = deque((s, p) for s, p in self.waiting if id(s) not in cancels)
+        self.waiting = deque((s, p) for s, p in self.waiting if not s.is_done())
 
     def _admit(self) -> None:
         """Prefill waiting searches, in order, while their rows fit in the free slots."""

@@ -34,7 +34,7 @@ class Generator(Search):
         self.slides = 0  # times a row's context window slid (context_overflow="slide")
         self._ended_at: list[int | None] = []  # per row: tokens made when it stopped
         self._to_slide = np.zeros(0, bool)  # [rows]: full context, slide before the next choice
-        self._made: list[Made] = []
+        self._taken = 0  # steps whose tokens take_made has given out
         self._eos = np.array(config.eos_token_ids, np.int64)
         self._pad = np.int64(config.pad)
         self._processors = processors.chain(config)
@@ -73,39 +73,35 @@ class Generator(Search):
         self._to_slide[:] = False
         running = self.running.copy()  # [rows]: the rows this step makes a real token for
         tokens = np.where(running, self._choose(state.logits), self._pad)  # [rows]
-        records = self._record_logprobs(tokens, running) if self.config.logprobs is not None else {}
+        if self.config.logprobs is not None:
+            self._record_logprobs(tokens, running)
         state.push(tokens)
-        self._made = [(int(r), int(tokens[r]), records.get(r)) for r in np.flatnonzero(running)]
         self._update_finished(tokens, running)
         state.schedule(self.running & ~self._to_slide)
         if not self.running.any():
             self._finish()
         return tokens
 
-    def _record_logprobs(self, tokens: np.ndarray, running: np.ndarray) -> dict[int, TokenLogprobs]:
+    def _record_logprobs(self, tokens: np.ndarray, running: np.ndarray) -> None:
         chosen, top_ids, top_logp = sampling.logprobs(self.state.logits, tokens, self.config.logprobs)
-        records = {}
         for r in np.flatnonzero(running):
             top = list(zip(top_ids[r].tolist(), top_logp[r].tolist()))
-            records[int(r)] = entry = TokenLogprobs(int(tokens[r]), float(chosen[r]), top)
-            self.logprobs[r].append(entry)
-        return records
+            self.logprobs[r].append(TokenLogprobs(int(tokens[r]), float(chosen[r]), top))
 
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
-        hit_eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]; np.isin costs ~50 us a step
-        n_positions, slide = self.state.info.n_positions, self.config.context_overflow == "slide"
-        for r in np.flatnonzero(running):
-            if hit_eos[r]:
-                self._finish_row(r, EOS)
-            elif self.stop is not None and self.stop(self.state.tokens[r, self.state.width : self.state.length]):
-                self._finish_row(r, STOP)
-            elif self.state.timing.new_tokens >= self.state.budget:
-                self._finish_row(r, LENGTH)
-            elif self.state.fed_length(r) >= n_positions:  # no position left to run the token just chosen
-                if slide:
-                    self._to_slide[r] = True
-                else:
-                    self._finish_row(r, CONTEXT)
+        state = self.state
+        eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]; np.isin costs ~50 us a step
+        stop = np.zeros_like(running)  # [rows]
+        if self.stop is not None:
+            for r in np.flatnonzero(running & ~eos):
+                stop[r] = self.stop(state.tokens[r, state.width : state.length])
+        length = running & (state.timing.new_tokens >= state.budget)
+        full = running & (state.fed >= state.info.n_positions)  # no position left to run the token just chosen
+        if self.config.context_overflow == "slide":
+            self._to_slide |= full & ~(eos | stop | length)
+            full[:] = False
+        for r in np.flatnonzero(eos | stop | length | full):
+            self._finish_row(r, EOS if eos[r] else STOP if stop[r] else LENGTH if length[r] else CONTEXT)
 
     def _finish_row(self, row: int, reason: str) -> None:
         """Stop one row: it gets padding from now on, and its slot goes back at once."""
@@ -119,8 +115,17 @@ class Generator(Search):
         for row in range(self.state.rows):
             self._finish_row(row, CANCELLED)
 
-    def made(self) -> list[Made]:
-        return self._made
+    def take_made(self) -> list[Made]:
+        """Every real token made since the last call, read back from the token buffer: a row made
+        one at each step until it stopped."""
+        state, made = self.state, []
+        for step in range(self._taken, state.timing.new_tokens):
+            for r in range(state.rows):
+                if self._ended_at[r] is None or step < self._ended_at[r]:
+                    record = self.logprobs[r][step] if self.config.logprobs is not None else None
+                    made.append((r, int(state.tokens[r, state.width + step]), record))
+        self._taken = state.timing.new_tokens
+        return made
 
     def get_next_tokens(self) -> np.ndarray:
         """The tokens chosen by the last generate_next_token [rows]."""

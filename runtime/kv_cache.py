@@ -56,6 +56,7 @@ class _Rows:
         self.lengths = np.zeros(slots, np.int64)  # [slots]: tokens each row holds
         self.held: list[list[int]] = [[] for _ in range(slots)]  # per row: the ids its keys/values came from
         self.busy = 0  # rows lent out
+        self.moves = 0  # counts row moves (swaps): a Slot's row may have changed since the count a caller saw
         self._owners: list[Slot | None] = [None] * slots  # per row: the Slot lent for it
 
     @property
@@ -175,6 +176,7 @@ class ConcatKVCache(_Rows):
         """Exchange two rows (the slot engine keeps its busy rows first)."""
         if a != b:
             self.reorder(np.array([a, b]), np.array([b, a]))
+            self.moves += 1
 
 
 class SharedKVCache(_Rows):
@@ -239,12 +241,17 @@ class SharedKVCache(_Rows):
         self._ids[rows, 0] = tokens
         self._positions[rows, 0] = np.minimum(lengths, self.info.n_positions - 1)
         self._mask[rows, lengths] = 1  # the new token's slot: row sums become lengths + 1
-        ordered = np.sort(rows)  # [n]
-        runs = np.split(ordered, np.flatnonzero(np.diff(ordered) != 1) + 1)
-        pieces = [self._decode_run(int(run[0]), len(run)) for run in runs]
-        logits = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)  # [n, vocab], rows in ascending order
+        n, first = len(rows), int(rows.min())
+        if int(rows.max()) - first + 1 == n:  # one contiguous run (rows are distinct): the busy rows, the usual case
+            logits = self._decode_run(first, n)  # [n, vocab], rows in ascending order
+            ordered = n == 1 or bool((rows[1:] > rows[:-1]).all())
+            logits = logits if ordered else logits[rows - first]
+        else:
+            ordered = np.sort(rows)  # [n]
+            runs = np.split(ordered, np.flatnonzero(np.diff(ordered) != 1) + 1)
+            logits = np.concatenate([self._decode_run(int(run[0]), len(run)) for run in runs])[np.searchsorted(ordered, rows)]
         self._after_decode(rows, tokens)
-        return logits if np.array_equal(rows, ordered) else logits[np.searchsorted(ordered, rows)]
+        return logits
 
     def _decode_run(self, first: int, n: int) -> np.ndarray:
         """Rows first .. first + n - 1, one token each: logits [n, vocab]. The binding is kept while the
@@ -274,6 +281,7 @@ class SharedKVCache(_Rows):
         """Exchange two rows (the slot engine keeps its busy rows first)."""
         if a != b:
             self.reorder(np.array([a, b]), np.array([b, a]))
+            self.moves += 1
 
 
 KVCache = ConcatKVCache | SharedKVCache

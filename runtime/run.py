@@ -4,7 +4,7 @@ tokens into text deltas (UTF-8 safe, stop strings applied).
 
 ids -> prefill -> step -> logits -> processors -> token -> text: the CLI, the
 streaming API and the app all consume this one path. Run does not know which
-search it drives: a step's tokens come from `search.made()`, and a search that
+search it drives: a step's tokens come from `search.take_made()`, and a search that
 streams nothing (beams) is replayed from its results when it ends.
 """
 
@@ -121,30 +121,27 @@ class Run:
     def texts(self) -> list[str]:
         return [row.text for row in self._rows]
 
-    def _step(self) -> bool:
-        """One step of the search; True if it made tokens."""
-        if self.engine is None:
-            self.search.generate_next_token()
-            return True
-        return self.search in self.engine.step()
-
     def deltas(self) -> Iterator[Delta]:
         """Run to the end, yielding each sequence's new text with its tokens."""
         logprobs = self.config.logprobs is not None
         cancelled = False
-        while not self.search.is_done():
+        while True:
+            for row, token, record in self.search.take_made():
+                text = self._rows[row].push(token, record)
+                if text:
+                    yield self._rows[row].delta(row, text, logprobs)
+            if self.search.is_done():
+                break
             if self._cancel.is_set() and not cancelled:  # between two steps, on this thread
                 cancelled = True
                 if self.engine is None:
                     self.search.cancel()
-                    break
+                    continue
                 self.engine.cancel(self.search)
-            if not self._step():
-                continue
-            for row, token, record in self.search.made():
-                text = self._rows[row].push(token, record)
-                if text:
-                    yield self._rows[row].delta(row, text, logprobs)
+            if self.engine is None:
+                self.search.generate_next_token()
+            else:
+                self.engine.step()  # may advance other requests too; each takes its own tokens
         if not self.search.streams:  # beams: replay the results as a stream
             for row, sequence in self._results():
                 for token, record in zip(sequence.token_ids, sequence.logprobs or [None] * len(sequence.token_ids)):

@@ -10,7 +10,8 @@ sampling, beam search, beam sampling), after onnxruntime-genai's Generator:
 first across many searches: the decode state runs the tokens chosen last step
 (`state.step()`), then `advance()` chooses the next ones from the logits.
 `cancel()` stops the search; its results keep what was made, marked
-"cancelled". `made()` tells a streaming caller which tokens the last step made.
+"cancelled". `take_made()` gives a streaming caller the tokens made since it last asked
+(whichever thread drove the steps).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ Made = tuple[int, int, TokenLogprobs | None]
 class Search:
     """What every search shares: the step protocol on a DecodeState."""
 
-    streams = True  # made() gives tokens as they are made; False: only results() at the end (beams)
+    streams = True  # take_made() gives tokens as they are made; False: only results() at the end (beams)
 
     def __init__(self, session: DecoderSession, config: GenerationConfig, rows_per_prompt: int):
         self.config = config
@@ -95,8 +96,8 @@ class Search:
         """Choose one token per row from state.logits (the model has run); return them [rows]."""
         raise NotImplementedError
 
-    def made(self) -> list[Made]:
-        """The tokens the last step made that a stream can show now."""
+    def take_made(self) -> list[Made]:
+        """The tokens made since the last call, for a stream to show now."""
         raise NotImplementedError
 
     def results(self) -> list[list[SequenceResult]]:
