@@ -46,8 +46,12 @@ def _draw(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     out = np.empty((len(values), k), np.int64)  # [rows, k]
     for b, row in enumerate(values):
         live = np.flatnonzero(row > -BIG / 2)
-        keys = row[live].astype(np.float64) + rng.gumbel(size=len(live))
-        order = live[np.argsort(-keys, kind="stable")][:k]
+        keys = -(row[live].astype(np.float64) + rng.gumbel(size=len(live)))  # ascending = drawn first
+        if len(live) > k:  # only the first k draws matter: no sort of the whole vocabulary
+            first = np.argpartition(keys, k - 1)[:k]
+            order = live[first[np.argsort(keys[first], kind="stable")]]
+        else:
+            order = live[np.argsort(keys, kind="stable")]
         if len(order) < k:  # torch.multinomial refuses this; we fill with the impossible ones
             rest = np.setdiff1d(np.argsort(-row, kind="stable")[: k + len(live)], order, assume_unique=True)
             order = np.concatenate([order, rest[: k - len(order)]])
@@ -248,6 +252,8 @@ class BeamSearch(Search):
                 scores = self._running_scores[p] / (max(made, 1) ** self.config.length_penalty)
                 ranked += [(float(scores[j]), self._running, self._running_records, j, made) for j in range(self._beams)]
                 ranked.sort(key=lambda r: -r[0])  # stable: finished ones first among equals
+            if self._was_cancelled:  # beams that never started (score -1e9) are no result
+                ranked = [r for r in ranked if r[0] > -BIG / 2] or ranked[:1]
             sequences = []
             for score, ids_array, records, j, length in ranked[: self.config.num_return_sequences]:
                 ids = ids_array[p, j, self._prompt_length : self._prompt_length + length].tolist()

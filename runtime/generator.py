@@ -133,6 +133,7 @@ class Generator(Search):
 
     def generated_ids(self, row: int) -> list[int]:
         """Row `row`'s new token ids up to where it stopped (its eos included), without padding."""
+        self._check_started()
         end = self._ended_at[row] if self._ended_at[row] is not None else self.state.timing.new_tokens
         return self.state.tokens[row, self.state.width : self.state.width + end].tolist()
 

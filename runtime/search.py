@@ -48,6 +48,8 @@ class Search:
 
     def append_tokens(self, ids) -> None:
         """Run the prompts through the model: one list of ids per prompt (or one flat list)."""
+        if self._done:
+            raise RuntimeError("this search was cancelled before it started: make a new one")
         self.state.prefill(as_rows(ids))
         self._started()
 

@@ -138,6 +138,10 @@ def test_calls_before_append_tokens_say_what_to_do(models, settings):
         search.results()
     with pytest.raises(RuntimeError, match="call append_tokens first"):
         search.generate_next_token()
+    # ... and a cancelled search can't start later and hold slots for nothing.
+    with pytest.raises(RuntimeError, match="cancelled before it started"):
+        search.append_tokens(model.tokenizer.encode("Too late"))
+    assert search.state.slots == []
 
 
 # ---------------------------------------------------------------------------
