@@ -63,6 +63,7 @@ class DecodeState:
         self.live = np.zeros(0, bool)  # [rows]: rows that still hold a slot
         self.fed = np.zeros(0, np.int64)  # [rows]: tokens each row holds in the cache (its next position)
         self._physical = (-1, np.zeros(0, np.int64))  # (cache.moves when computed, every row's cache row)
+        self._all_rows = np.zeros(0, np.int64)  # [rows]: 0 .. rows - 1
 
     @property
     def started(self) -> bool:
@@ -120,6 +121,7 @@ class DecodeState:
         self.feed = np.zeros(n, bool)  # [rows]
         self.live = np.ones(n, bool)  # [rows]
         self.fed = np.repeat(np.array([len(p) for p in prompts], np.int64), self.rows_per_prompt)  # [rows]
+        self._all_rows = np.arange(n)  # [rows]
         self.timing.prefill_s += time.perf_counter() - start
 
     def push(self, tokens: np.ndarray) -> None:
@@ -139,21 +141,25 @@ class DecodeState:
         if moves != self.cache.moves:
             physical = np.array([-1 if s is None else s.row for s in self.slots], np.int64)  # [rows]
             self._physical = (self.cache.moves, physical)
-        return physical[rows]
+        return physical if rows is self._all_rows else physical[rows]
 
     def to_feed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the next step runs: our row indices, their cache rows and their tokens."""
+        if self.feed.all():  # every row runs: the usual step, no gathers
+            return self._all_rows, self.physical_rows(self._all_rows), self.pending
         rows = np.flatnonzero(self.feed)
         return rows, self.physical_rows(rows), self.pending[rows]
 
     def take_logits(self, rows: np.ndarray, logits: np.ndarray) -> None:
         """The step ran: logits [len(rows), vocab] for these rows of ours."""
-        if len(rows) == len(self.logits):
+        if len(rows) == len(self.logits):  # every row ran (rows is _all_rows)
             self.logits = logits
+            self.feed[:] = False
+            self.fed += 1
         else:
             self.logits[rows] = logits
-        self.feed[rows] = False
-        self.fed[rows] += 1
+            self.feed[rows] = False
+            self.fed[rows] += 1
 
     def step(self) -> None:
         """Run the fed rows one token (a search on its own; the engine batches this across searches)."""
@@ -177,7 +183,7 @@ class DecodeState:
 
     def history(self) -> processors.History:
         """What the logits processors see: each row's ids so far, and HF's padded length."""
-        tokens = [self.tokens[r, s : self.length] for r, s in enumerate(self.starts)]
+        tokens = [self.tokens[r, s : self.length] for r, s in enumerate(self.starts.tolist())]
         return processors.History(tokens, self.timing.new_tokens, self.length)
 
     def release(self, row: int) -> None:

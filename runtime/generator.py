@@ -67,12 +67,15 @@ class Generator(Search):
         """Choose one token per row (pad for rows already finished) and return them [rows]."""
         self._check_running()
         state = self.state
-        for row in np.flatnonzero(self._to_slide):
-            state.slide(row)
-            self.slides += 1
-        self._to_slide[:] = False
+        if self._to_slide.any():
+            for row in np.flatnonzero(self._to_slide):
+                state.slide(row)
+                self.slides += 1
+            self._to_slide[:] = False
         running = self.running.copy()  # [rows]: the rows this step makes a real token for
-        tokens = np.where(running, self._choose(state.logits), self._pad)  # [rows]
+        tokens = self._choose(state.logits)  # [rows]
+        if not running.all():
+            tokens = np.where(running, tokens, self._pad)
         if self.config.logprobs is not None:
             self._record_logprobs(tokens, running)
         state.push(tokens)
@@ -91,11 +94,14 @@ class Generator(Search):
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
         state = self.state
         eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]; np.isin costs ~50 us a step
+        at_length = state.timing.new_tokens >= state.budget
+        if not (at_length or eos.any() or self.stop is not None or int(state.fed.max()) >= state.info.n_positions):
+            return  # the usual step: no row stops (a few scalar checks, not a dozen array ops)
         stop = np.zeros_like(running)  # [rows]
         if self.stop is not None:
             for r in np.flatnonzero(running & ~eos):
                 stop[r] = self.stop(state.tokens[r, state.width : state.length])
-        length = running & (state.timing.new_tokens >= state.budget)
+        length = running & at_length
         full = running & (state.fed >= state.info.n_positions)  # no position left to run the token just chosen
         if self.config.context_overflow == "slide":
             self._to_slide |= full & ~(eos | stop | length)

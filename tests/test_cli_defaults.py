@@ -73,3 +73,23 @@ def test_a_bad_flag_fails_in_one_line_before_the_model_loads(unloadable, flags, 
 def test_the_unloadable_copy_really_fails_to_load(unloadable):
     result = run_cli("generate", "--model", str(unloadable), "--provider", "cpu", "Hi")
     assert result.returncode == 2 and "re-export the model" in result.stderr, result.stderr
+
+
+def test_settings_are_validated_once_not_per_prompt(monkeypatch, capsys):
+    """Before, each prompt validated its settings again (three times per prompt); now the flags are
+    checked once against the model's defaults, and the prompts reuse that config."""
+    from gpt2onnx.cli import main
+    from gpt2onnx.runtime import GenerationConfig
+
+    calls = []
+    real = GenerationConfig._validate
+    monkeypatch.setattr(GenerationConfig, "_validate", lambda self: calls.append(1) or real(self))
+
+    def validations(prompts: list[str]) -> int:
+        calls.clear()
+        assert main(["generate", "--provider", "cpu", "--max-new-tokens", "2", "--seed", "1", "--json", *prompts]) == 0
+        return len(calls)
+
+    one, four = validations(["a"]), validations(["a", "b", "c", "d"])
+    capsys.readouterr()
+    assert four == one  # nothing per prompt
