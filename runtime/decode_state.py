@@ -11,13 +11,15 @@ Rows are lent by the cache as Slots, so the slot engine can move them.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import processors
 from .config import GenerationConfig
 from .errors import UsageError
-from .kv_cache import KVCache, Slot, new_cache
+from .kv_cache import KVCache, new_cache
+from .slots import Slot
 from .results import Timing
 from .session import DecoderSession
 
@@ -183,8 +185,7 @@ class DecodeState:
 
     def history(self) -> processors.History:
         """What the logits processors see: each row's ids so far, and HF's padded length."""
-        tokens = [self.tokens[r, s : self.length] for r, s in enumerate(self.starts.tolist())]
-        return processors.History(tokens, self.timing.new_tokens, self.length)
+        return processors.History(_Sequences(self), self.timing.new_tokens, self.length)
 
     def release(self, row: int) -> None:
         """Give row `row`'s slot back (it keeps its keys/values for prefix reuse)."""
@@ -197,3 +198,19 @@ class DecodeState:
     def release_all(self) -> None:
         for row in range(self.rows):
             self.release(row)
+
+
+class _Sequences(Sequence):
+    """Each row's ids so far (padding removed), sliced only when a processor reads a row:
+    most steps' processors (min_length, none at all) never do."""
+
+    def __init__(self, state: DecodeState):
+        self._state = state
+
+    def __len__(self) -> int:
+        return self._state.rows
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        return self._state.sequence(row)

@@ -3,7 +3,8 @@ the two layouts an export can have. Searches and the slot engine ask it to
 prefill one row, run one token on many rows, and copy, reorder or swap rows;
 it runs the session and hands back logits. It never chooses a token.
 
-Each row remembers the token ids its keys and values came from (`held`), so a
+Each row remembers the token ids its keys and values came from (`held`, in
+slots.py, which also lends rows out and keeps the busy ones first), so a
 new prompt that starts with them reuses that prefix and prefills only the rest
 (`common_prefix`), as llama.cpp's server does with `cache_prompt`.
 
@@ -27,97 +28,10 @@ import numpy as np
 
 from . import contract
 from .session import DecoderSession
+from .slots import Rows
 
 
-def common_length(a: list[int], b: list[int]) -> int:
-    """How many leading ids two sequences share."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    return int(np.argmin(np.asarray(a[:n]) == np.asarray(b[:n])))
-
-
-class Slot:
-    """A row lent out by the cache. Its `row` changes when the cache moves rows to keep
-    the busy ones first; -1 once it is given back."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: int):
-        self.row = row
-
-
-class _Rows:
-    """What both layouts keep per row (its length and the ids it holds), and lending rows out:
-    busy rows are always rows 0 .. busy - 1, so one step over them runs one contiguous batch."""
-
-    def __init__(self, slots: int, capacity: int):
-        self.slots, self.capacity = slots, capacity
-        self.lengths = np.zeros(slots, np.int64)  # [slots]: tokens each row holds
-        self.held: list[list[int]] = [[] for _ in range(slots)]  # per row: the ids its keys/values came from
-        self.busy = 0  # rows lent out
-        self.moves = 0  # counts row moves (swaps): a Slot's row may have changed since the count a caller saw
-        self._owners: list[Slot | None] = [None] * slots  # per row: the Slot lent for it
-
-    @property
-    def free_slots(self) -> int:
-        return self.slots - self.busy
-
-    def alloc(self, ids: list[int] | None = None) -> Slot:
-        """Lend a free row: the one that holds the longest prefix of `ids`, or (ids None, a row about
-        to be overwritten by a copy) the one that holds least. It is moved to the end of the busy rows."""
-        if self.busy == self.slots:
-            raise RuntimeError("alloc with no free KV cache slot: the caller checks free_slots first")
-        free = range(self.busy, self.slots)
-        if ids is None:
-            row = min(free, key=lambda r: len(self.held[r]))
-        else:  # longest shared prefix; among equals, the row that holds least (keep the others' prefixes)
-            row = max(free, key=lambda r: (common_length(self.held[r], ids), -len(self.held[r])))
-        self.swap(row, self.busy)
-        slot = self._owners[self.busy] = Slot(self.busy)
-        self.busy += 1
-        return slot
-
-    def release(self, slot: Slot) -> None:
-        """Take a row back: it keeps its keys/values (and `held`) for a later prompt that starts the same way."""
-        row, last = slot.row, self.busy - 1
-        if row < 0 or self._owners[row] is not slot:
-            raise RuntimeError("release of a KV cache slot that is not lent out")
-        if row != last:  # the last busy row fills the gap, so busy rows stay contiguous
-            self.swap(row, last)
-            moved = self._owners[row] = self._owners[last]
-            moved.row = row
-        self._owners[last] = None
-        self.busy -= 1
-        slot.row = -1
-
-    def common_prefix(self, row: int, ids: list[int]) -> int:
-        """How many of `ids` row `row` already holds, leaving at least one to run (its logits are needed)."""
-        return min(common_length(self.held[row], ids), len(ids) - 1)
-
-    def _check_room(self, row: int, start: int, seq: int) -> None:
-        # The callers size the cache and check the context first: running out here is a bug, not bad input.
-        if start > self.lengths[row] or start + seq > self.capacity:
-            raise RuntimeError(f"KV cache row {row} holds {self.lengths[row]} of {self.capacity} tokens: can't run {seq} at {start}")
-
-    def _after_prefill(self, row: int, ids: list[int], start: int) -> None:
-        self.held[row] = self.held[row][:start] + [int(t) for t in ids]
-        self.lengths[row] = start + len(ids)
-
-    def _after_decode(self, rows: np.ndarray, tokens: np.ndarray) -> None:
-        for row, token in zip(rows.tolist(), tokens.tolist()):
-            self.held[row].append(token)
-        self.lengths[rows] += 1
-
-    def _move_rows(self, dst: np.ndarray, src: np.ndarray) -> None:
-        self.held = [list(h) for h in self.held]  # rows may share lists after a gather: copy before reassigning
-        held = [self.held[s] for s in src.tolist()]
-        for d, h in zip(dst.tolist(), held):
-            self.held[d] = list(h)
-        self.lengths[dst] = self.lengths[src]
-
-
-class ConcatKVCache(_Rows):
+class ConcatKVCache(Rows):
     """Each row's past keys/values [1, n_head, length, head_dim], as Optimum's graph returns them."""
 
     def __init__(self, session: DecoderSession, slots: int, capacity: int):
@@ -161,10 +75,6 @@ class ConcatKVCache(_Rows):
         self._after_decode(rows, tokens)
         return logits[:, -1].astype(np.float32)
 
-    def copy_row(self, src: int, dst: int) -> None:
-        """Row dst holds what row src holds (arrays are never written in place, so they can be shared)."""
-        self.reorder(np.array([dst]), np.array([src]))
-
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held (beam search follows its surviving beams)."""
         past = [self.past[s] for s in src.tolist()]
@@ -172,14 +82,8 @@ class ConcatKVCache(_Rows):
             self.past[d] = p
         self._move_rows(dst, src)
 
-    def swap(self, a: int, b: int) -> None:
-        """Exchange two rows (the slot engine keeps its busy rows first)."""
-        if a != b:
-            self.reorder(np.array([a, b]), np.array([b, a]))
-            self.moves += 1
 
-
-class SharedKVCache(_Rows):
+class SharedKVCache(Rows):
     """Keys/values in preallocated buffers that onnxruntime updates in place."""
 
     def __init__(self, session: DecoderSession, slots: int, capacity: int):
@@ -196,6 +100,7 @@ class SharedKVCache(_Rows):
         self._keep = np.ones(1, np.int64)
         self._decode = session.io_binding()
         self._decode_rows = (0, 0)  # (first row, rows) the decode binding is bound for
+        self._decode_logits = np.zeros((slots, 1, info.vocab_size), session.dtype)  # [slots, 1, vocab]: bound with it
         self._prefill = session.io_binding()
 
     def _bind_kv(self, binding, first: int, rows: int) -> None:
@@ -235,16 +140,26 @@ class SharedKVCache(_Rows):
     def decode(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """One token per row: tokens [n] on rows [n]; logits [n, vocab]. Rows 0 .. n - 1 (the busy rows,
         in any order) run as one batch; other sets run as one batch per contiguous run of rows."""
+        n = len(rows)
+        if n == 1:  # one sequence (the CLI, the app): scalar updates, no fancy indexing
+            row, length = int(rows[0]), int(self.lengths[rows[0]])
+            if length >= self.capacity:
+                raise RuntimeError(f"KV cache row {row} holds {length} of {self.capacity} tokens: no room to decode")
+            self._ids[row, 0], self._positions[row, 0], self._mask[row, length] = tokens[0], min(length, self.info.n_positions - 1), 1
+            logits = self._decode_run(row, 1)
+            self.held[row].append(int(tokens[0]))
+            self.lengths[row] += 1
+            return logits
         lengths = self.lengths[rows]  # [n]
         if int(lengths.max()) >= self.capacity:
             raise RuntimeError(f"KV cache rows {rows.tolist()} hold {lengths.tolist()} of {self.capacity} tokens: no room to decode")
         self._ids[rows, 0] = tokens
         self._positions[rows, 0] = np.minimum(lengths, self.info.n_positions - 1)
         self._mask[rows, lengths] = 1  # the new token's slot: row sums become lengths + 1
-        n, first = len(rows), int(rows.min())
+        first = int(rows.min())
         if int(rows.max()) - first + 1 == n:  # one contiguous run (rows are distinct): the busy rows, the usual case
             logits = self._decode_run(first, n)  # [n, vocab], rows in ascending order
-            ordered = n == 1 or bool((rows[1:] > rows[:-1]).all())
+            ordered = bool((rows[1:] > rows[:-1]).all())
             logits = logits if ordered else logits[rows - first]
         else:
             ordered = np.sort(rows)  # [n]
@@ -262,12 +177,11 @@ class SharedKVCache(_Rows):
                 pointer = array.ctypes.data + first * array.strides[0]
                 self._decode.bind_input(name, "cpu", 0, np.int64, (n, *array.shape[1:]), pointer)
             self._decode.bind_cpu_input(contract.LOGITS_TO_KEEP, self._keep)
+            logits = self._decode_logits[:n]  # [n, 1, vocab]
+            self._decode.bind_output(contract.LOGITS, "cpu", 0, self.session.dtype, logits.shape, logits.ctypes.data)
             self._decode_rows = (first, n)
-        return self._run(self._decode, n, 1)[:, 0]
-
-    def copy_row(self, src: int, dst: int) -> None:
-        """Row dst holds what row src holds (a prompt prefilled once for several sequences)."""
-        self.reorder(np.array([dst]), np.array([src]))
+        self.session.run_bound(self._decode)
+        return self._decode_logits[:n, 0].astype(np.float32)  # a copy the caller owns: the buffer is the next step's
 
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
@@ -276,12 +190,6 @@ class SharedKVCache(_Rows):
             self.session.gather_rows(value, host, dst, src, used)
         self._move_rows(dst, src)
         self._mask[dst] = self._mask[src]
-
-    def swap(self, a: int, b: int) -> None:
-        """Exchange two rows (the slot engine keeps its busy rows first)."""
-        if a != b:
-            self.reorder(np.array([a, b]), np.array([b, a]))
-            self.moves += 1
 
 
 KVCache = ConcatKVCache | SharedKVCache

@@ -9,6 +9,7 @@ touches the session.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ NEG_INF = np.float32(-np.inf)
 class History:
     """The tokens the processors may look at, per row."""
 
-    tokens: list[np.ndarray]  # per row: prompt + generated ids, left padding removed
+    tokens: Sequence[np.ndarray]  # per row: prompt + generated ids, left padding removed
     new_tokens: int  # tokens generated so far (the same for every row)
     length: int  # prompt + generated length with padding, as HF's input_ids.shape[-1]
 
