@@ -59,6 +59,13 @@ def _draw(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _length_norm(length: int, penalty: float) -> np.float32:
+    """length ** length_penalty, HF's divisor of a beam's summed logprobs; an absurd penalty
+    (1e16) gives inf or 0 here, where Python's int ** float raises OverflowError."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.float32(np.float64(length) ** penalty)
+
+
 def _gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """array [batch, beams, ...] gathered along beams by indices [batch, k]."""
     return np.take_along_axis(array, indices.reshape(indices.shape + (1,) * (array.ndim - 2)), axis=1)
@@ -200,7 +207,7 @@ class BeamSearch(Search):
     def _update_finished(self, top_sequences: np.ndarray, top_logp: np.ndarray, ends: np.ndarray, top_records: tuple) -> None:
         beams, keep, new_length = self._beams, self._keep, self._cur_len + 1 - self._prompt_length
         just_finished = ends & (np.arange(keep) < beams)[None, :]  # [batch, K]
-        scores = top_logp / (new_length**self.config.length_penalty)
+        scores = top_logp / _length_norm(new_length, self.config.length_penalty)
         full = self._is_finished.all(axis=-1, keepdims=True) & (self.config.early_stopping is True)
         scores = scores - full.astype(np.float32) * BIG
         scores = scores - (~self._can_improve).astype(np.float32) * BIG
@@ -221,7 +228,7 @@ class BeamSearch(Search):
             best_length = self._max_length - self._prompt_length
         else:
             best_length = self._cur_len - self._prompt_length
-        best_running = self._running_scores[:, :1] / (best_length**penalty)  # [batch, 1]
+        best_running = self._running_scores[:, :1] / _length_norm(best_length, penalty)  # [batch, 1]
         worst_finished = np.where(self._is_finished, self._finished_scores.min(axis=1, keepdims=True), -BIG)
         self._can_improve &= (best_running > worst_finished).any(axis=-1, keepdims=True)
 
@@ -249,7 +256,7 @@ class BeamSearch(Search):
             ranked = [(float(self._finished_scores[p, j]), self._finished, self._finished_records, j, int(self._finished_lengths[p, j])) for j in range(self._beams)]
             if self._was_cancelled:
                 made = self._cur_len - self._prompt_length
-                scores = self._running_scores[p] / (max(made, 1) ** self.config.length_penalty)
+                scores = self._running_scores[p] / _length_norm(max(made, 1), self.config.length_penalty)
                 ranked += [(float(scores[j]), self._running, self._running_records, j, made) for j in range(self._beams)]
                 ranked.sort(key=lambda r: -r[0])  # stable: finished ones first among equals
             if self._was_cancelled:  # beams that never started (score -1e9) are no result
