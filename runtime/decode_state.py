@@ -153,12 +153,16 @@ class DecodeState:
         return rows, self.physical_rows(rows), self.pending[rows]
 
     def take_logits(self, rows: np.ndarray, logits: np.ndarray) -> None:
-        """The step ran: logits [len(rows), vocab] for these rows of ours."""
+        """The step ran: logits [len(rows), vocab] for these rows of ours. They may be the cache's buffer,
+        valid until its next step; every search chooses from them before that. Rows that did not run
+        (finished, about to slide) keep no logits worth reading."""
         if len(rows) == len(self.logits):  # every row ran (rows is _all_rows)
             self.logits = logits
             self.feed[:] = False
             self.fed += 1
         else:
+            if self.logits.base is not None:  # last step's view of the cache's buffer: own the rows from now on
+                self.logits = np.zeros_like(self.logits)  # [rows, vocab]
             self.logits[rows] = logits
             self.feed[rows] = False
             self.fed[rows] += 1

@@ -138,8 +138,9 @@ class SharedKVCache(Rows):
         return logits
 
     def decode(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """One token per row: tokens [n] on rows [n]; logits [n, vocab]. Rows 0 .. n - 1 (the busy rows,
-        in any order) run as one batch; other sets run as one batch per contiguous run of rows."""
+        """One token per row: tokens [n] on rows [n]; logits [n, vocab], valid until the next decode (they
+        may be the buffer the binding writes: no copy per step). Rows 0 .. n - 1 (the busy rows, in any
+        order) run as one batch; other sets run as one batch per contiguous run of rows."""
         n = len(rows)
         if n == 1:  # one sequence (the CLI, the app): scalar updates, no fancy indexing
             row, length = int(rows[0]), int(self.lengths[rows[0]])
@@ -181,7 +182,8 @@ class SharedKVCache(Rows):
             self._decode.bind_output(contract.LOGITS, "cpu", 0, self.session.dtype, logits.shape, logits.ctypes.data)
             self._decode_rows = (first, n)
         self.session.run_bound(self._decode)
-        return self._decode_logits[:n, 0].astype(np.float32)  # a copy the caller owns: the buffer is the next step's
+        logits = self._decode_logits[:n, 0]  # [n, vocab]: a view, valid until the next decode writes the buffer
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)  # float16 exports
 
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
@@ -208,5 +210,5 @@ def stepped_logits(session: DecoderSession, ids: list[int], prefill: int) -> np.
     (how export validation and the parity tests check the cache against a full forward pass)."""
     cache = new_cache(session, 1, len(ids))
     first = cache.prefill(0, ids[:prefill], 0, last_only=False)  # [prefill, vocab]
-    steps = [cache.decode(np.zeros(1, np.int64), np.array([t], np.int64)) for t in ids[prefill:]]  # each [1, vocab]
+    steps = [cache.decode(np.zeros(1, np.int64), np.array([t], np.int64)).copy() for t in ids[prefill:]]  # each [1, vocab]
     return np.concatenate([first, *steps])
