@@ -93,10 +93,6 @@ class DecoderSession:
         """A fresh binding: one per KV cache, so threads sharing the session never share one."""
         return self._session.io_binding()
 
-    def ortvalue(self, array: np.ndarray) -> ort.OrtValue:
-        """An OrtValue over a host numpy array's own memory (no copy)."""
-        return ort.OrtValue.ortvalue_from_numpy(array)
-
     def kv_buffer(self, shape: tuple[int, ...]) -> tuple[ort.OrtValue, np.ndarray | None]:
         """A zeroed key or value buffer [batch, n_head, capacity, head_dim] where the session computes:
         (its OrtValue, and on the CPU the numpy array that owns its memory)."""
