@@ -64,6 +64,10 @@ class DecodeState:
         self.feed = np.zeros(0, bool)  # [rows]: rows whose pending token runs at the next step
         self.live = np.zeros(0, bool)  # [rows]: rows that still hold a slot
         self.fed = np.zeros(0, np.int64)  # [rows]: tokens each row holds in the cache (its next position)
+        self.most_fed = 0  # fed.max(), kept as a Python int: searches check it every step
+        self._feed_all = False  # every row runs at the next step (feed is all True): the usual step
+        self._released = 0  # rows given back (live.all() is `not _released`)
+        self._history: processors.History | None = None  # what processors see; it reads the state lazily
         self._physical = (-1, np.zeros(0, np.int64))  # (cache.moves when computed, every row's cache row)
         self._all_rows = np.zeros(0, np.int64)  # [rows]: 0 .. rows - 1
 
@@ -123,6 +127,7 @@ class DecodeState:
         self.feed = np.zeros(n, bool)  # [rows]
         self.live = np.ones(n, bool)  # [rows]
         self.fed = np.repeat(np.array([len(p) for p in prompts], np.int64), self.rows_per_prompt)  # [rows]
+        self.most_fed = self.width
         self._all_rows = np.arange(n)  # [rows]
         self.timing.prefill_s += time.perf_counter() - start
 
@@ -133,9 +138,14 @@ class DecodeState:
         self.timing.new_tokens += 1
         self.pending = tokens
 
-    def schedule(self, rows: np.ndarray) -> None:
-        """The rows [rows] (bool) whose pending token runs at the next step; rows given back never run."""
-        self.feed = rows & self.live
+    def schedule(self, rows: np.ndarray | None = None) -> None:
+        """The rows [rows] (bool) whose pending token runs at the next step, or None for every row;
+        rows given back never run."""
+        if rows is None and not self._released:  # a flag, not three array ops per step: Python's cost per token
+            self._feed_all = True
+        else:
+            self.feed = (self.live if rows is None else rows) & self.live
+            self._feed_all = False
 
     def physical_rows(self, rows: np.ndarray) -> np.ndarray:
         """The cache rows of these rows of ours (slots move when the cache keeps its busy rows first)."""
@@ -147,7 +157,7 @@ class DecodeState:
 
     def to_feed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the next step runs: our row indices, their cache rows and their tokens."""
-        if self.feed.all():  # every row runs: the usual step, no gathers
+        if self._feed_all or self.feed.all():  # every row runs: the usual step, no gathers
             return self._all_rows, self.physical_rows(self._all_rows), self.pending
         rows = np.flatnonzero(self.feed)
         return rows, self.physical_rows(rows), self.pending[rows]
@@ -158,14 +168,19 @@ class DecodeState:
         (finished, about to slide) keep no logits worth reading."""
         if len(rows) == len(self.logits):  # every row ran (rows is _all_rows)
             self.logits = logits
-            self.feed[:] = False
+            if self._feed_all:
+                self._feed_all = False
+            else:
+                self.feed[:] = False
             self.fed += 1
+            self.most_fed += 1
         else:
             if self.logits.base is not None:  # last step's view of the cache's buffer: own the rows from now on
                 self.logits = np.zeros_like(self.logits)  # [rows, vocab]
             self.logits[rows] = logits
             self.feed[rows] = False
             self.fed[rows] += 1
+            self.most_fed = int(self.fed.max())
 
     def step(self) -> None:
         """Run the fed rows one token (a search on its own; the engine batches this across searches)."""
@@ -186,17 +201,24 @@ class DecodeState:
         self.logits[row] = self.cache.prefill(self.slots[row].row, window, 0)[-1]
         self.feed[row] = False
         self.fed[row] = len(window)
+        self.most_fed = int(self.fed.max())
 
     def history(self) -> processors.History:
         """What the logits processors see: each row's ids so far, and HF's padded length."""
-        return processors.History(_Sequences(self), self.timing.new_tokens, self.length)
+        if self._history is None:
+            self._history = _History(self)
+        return self._history
 
     def release(self, row: int) -> None:
         """Give row `row`'s slot back (it keeps its keys/values for prefix reuse)."""
         if self.slots[row] is not None:
             self.cache.release(self.slots[row])
             self.slots[row] = None
+            if self._feed_all:  # the flag becomes the mask before one row leaves it
+                self.feed[:] = self.live
+                self._feed_all = False
             self.feed[row] = self.live[row] = False
+            self._released += 1
             self._physical = (-1, self._physical[1])
 
     def release_all(self) -> None:
@@ -218,3 +240,21 @@ class _Sequences(Sequence):
         if not 0 <= row < len(self):
             raise IndexError(row)
         return self._state.sequence(row)
+
+
+class _History:
+    """processors.History read from the state when a processor asks (made once per search, not per step)."""
+
+    def __init__(self, state: DecodeState):
+        self._state = state
+        self.tokens = _Sequences(state)
+
+    @property
+    def new_tokens(self) -> int:
+        return self._state.timing.new_tokens
+
+    @property
+    def length(self) -> int:
+        return self._state.length
+
+    generated = processors.History.generated

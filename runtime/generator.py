@@ -36,6 +36,9 @@ class Generator(Search):
         self._to_slide = np.zeros(0, bool)  # [rows]: full context, slide before the next choice
         self._taken = 0  # steps whose tokens take_made has given out
         self._eos = np.array(config.eos_token_ids, np.int64)
+        self._eos_ids = frozenset(config.eos_token_ids)
+        self._running_rows = 0  # running.sum(), kept as a Python int
+        self._slide_due = False  # _to_slide.any()
         self._pad = np.int64(config.pad)
         self._processors = processors.chain(config)
 
@@ -43,6 +46,7 @@ class Generator(Search):
         rows = self.state.rows
         self.finish_reasons = [None] * rows
         self.running = np.ones(rows, bool)
+        self._running_rows = rows
         self._ended_at = [None] * rows
         self.logprobs = [[] for _ in range(rows)]
         self._to_slide = np.zeros(rows, bool)
@@ -67,21 +71,27 @@ class Generator(Search):
         """Choose one token per row (pad for rows already finished) and return them [rows]."""
         self._check_running()
         state = self.state
-        if self._to_slide.any():
+        if self._slide_due:
             for row in np.flatnonzero(self._to_slide):
                 state.slide(row)
                 self.slides += 1
-            self._to_slide[:] = False
+            self._to_slide[:] = self._slide_due = False
+        # The usual step (every row running) is kept to a few array ops: after onnxruntime's run
+        # the CPU caches are cold, and each numpy call costs microseconds per token.
+        every = self._running_rows == state.rows
         running = self.running.copy()  # [rows]: the rows this step makes a real token for
         tokens = self._choose(state.logits)  # [rows]
-        if not running.all():
+        if not every:
             tokens = np.where(running, tokens, self._pad)
         if self.config.logprobs is not None:
             self._record_logprobs(tokens, running)
         state.push(tokens)
         self._update_finished(tokens, running)
-        state.schedule(self.running & ~self._to_slide)
-        if not self.running.any():
+        if self._running_rows == state.rows and not self._slide_due:
+            state.schedule()
+        else:
+            state.schedule(self.running & ~self._to_slide)
+        if not self._running_rows:
             self._finish()
         return tokens
 
@@ -93,10 +103,11 @@ class Generator(Search):
 
     def _update_finished(self, tokens: np.ndarray, running: np.ndarray) -> None:
         state = self.state
-        eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]; np.isin costs ~50 us a step
         at_length = state.timing.new_tokens >= state.budget
-        if not (at_length or eos.any() or self.stop is not None or int(state.fed.max()) >= state.info.n_positions):
+        some_eos = not self._eos_ids.isdisjoint(tokens.tolist())  # Python's set test: no array op
+        if not (at_length or some_eos or self.stop is not None or state.most_fed >= state.info.n_positions):
             return  # the usual step: no row stops (a few scalar checks, not a dozen array ops)
+        eos = running & (tokens[:, None] == self._eos[None, :]).any(axis=1)  # [rows]
         stop = np.zeros_like(running)  # [rows]
         if self.stop is not None:
             for r in np.flatnonzero(running & ~eos):
@@ -105,6 +116,7 @@ class Generator(Search):
         full = running & (state.fed >= state.info.n_positions)  # no position left to run the token just chosen
         if self.config.context_overflow == "slide":
             self._to_slide |= full & ~(eos | stop | length)
+            self._slide_due = bool(self._to_slide.any())
             full[:] = False
         for r in np.flatnonzero(eos | stop | length | full):
             self._finish_row(r, EOS if eos[r] else STOP if stop[r] else LENGTH if length[r] else CONTEXT)
@@ -114,6 +126,7 @@ class Generator(Search):
         if self.finish_reasons[row] is None:
             self.finish_reasons[row] = reason
             self.running[row] = False
+            self._running_rows -= 1
             self._ended_at[row] = self.state.timing.new_tokens
             self.state.release(row)
 

@@ -85,12 +85,12 @@ def bad_words(scores: np.ndarray, history: History, bad_words_ids: tuple[tuple[i
     return out
 
 
-def min_length(scores: np.ndarray, eos_token_ids: tuple[int, ...], too_short: bool) -> np.ndarray:
-    """Ban eos while the sequence is still too short."""
-    if not too_short or not eos_token_ids:
+def min_length(scores: np.ndarray, eos_token_ids: np.ndarray, too_short: bool) -> np.ndarray:
+    """Ban eos (ids [n_eos]) while the sequence is still too short."""
+    if not too_short or not len(eos_token_ids):
         return scores
     out = scores.copy()
-    out[:, list(eos_token_ids)] = NEG_INF
+    out[:, eos_token_ids] = NEG_INF
     return out
 
 
@@ -98,6 +98,7 @@ def chain(config) -> list:
     """The logits processors the config asks for, in HF generate's order (OpenAI's
     penalties right after HF's repetition penalty): functions (scores, history) -> scores."""
     steps = []
+    eos = np.array(config.eos_token_ids, np.int64)  # [n_eos]
     if config.repetition_penalty != 1.0:
         steps.append(lambda s, h: repetition_penalty(s, h, config.repetition_penalty))
     if config.presence_penalty or config.frequency_penalty:
@@ -109,9 +110,9 @@ def chain(config) -> list:
         banned = tuple(b for b in config.bad_words_ids if not (len(b) == 1 and b[0] in config.eos_token_ids))
         steps.append(lambda s, h: bad_words(s, h, banned))
     if config.min_length:
-        steps.append(lambda s, h: min_length(s, config.eos_token_ids, h.length < config.min_length))
+        steps.append(lambda s, h: min_length(s, eos, h.length < config.min_length))
     if config.min_new_tokens:
-        steps.append(lambda s, h: min_length(s, config.eos_token_ids, h.new_tokens < config.min_new_tokens))
+        steps.append(lambda s, h: min_length(s, eos, h.new_tokens < config.min_new_tokens))
     return steps
 
 

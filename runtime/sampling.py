@@ -16,7 +16,7 @@ def greedy(scores: np.ndarray) -> np.ndarray:
 
     np.argmax takes the first maximum on ties, as torch.argmax does.
     """
-    return np.argmax(scores, axis=-1).astype(np.int64)  # [rows]
+    return scores.argmax(axis=-1).astype(np.int64, copy=False)  # [rows]
 
 
 def sample_rows(rows: list[Candidates], rng: np.random.Generator) -> np.ndarray:
