@@ -1,4 +1,4 @@
-"""gpt2onnx.cli: the `gpt2onnx` command, with `export`, `generate`, `score` and `desktop`.
+"""gpt2onnx.cli: the `gpt2onnx` command, with `export`, `generate`, `score`, `desktop` and `serve`.
 
 The umbrella over the three packages: the runtime's commands (runtime/commands.py),
 the exporter's (export/cli.py) and the desktop app's arguments. It lives outside
@@ -50,6 +50,24 @@ def _desktop(args: argparse.Namespace) -> int:
     return run(args.model, args.provider)
 
 
+def _add_serve_parser(subparsers) -> None:
+    from gpt2onnx.serve import add_arguments  # argparse only; FastAPI loads when the server runs
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over OpenAI's HTTP API",
+        description="An OpenAI-compatible HTTP server (completions, chat, streaming) with continuous batching.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gpt2onnx.serve.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gpt2onnx", description="Export GPT-2 checkpoints to ONNX and run them with numpy + onnxruntime.")
     parser.add_argument("--version", action="version", version=f"gpt2onnx {_version()}")
@@ -57,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cli.add_parser(subparsers)
     commands.add_parsers(subparsers)
     _add_desktop_parser(subparsers)
+    _add_serve_parser(subparsers)
     return parser
 
 

@@ -255,7 +255,10 @@ def _run_score(args: argparse.Namespace) -> int:
     scores = model.score(texts, stride=args.stride)
     score_s = time.perf_counter() - started
     if args.json:
-        results = [{"text": s.text, "token_count": s.token_count, "logprob": s.logprob, "perplexity": s.perplexity} for s in scores]
+        results = [
+            {"text": s.text, "token_count": s.token_count, "logprob": s.logprob, "perplexity": s.perplexity, "token_logprobs": list(s.token_logprobs)}
+            for s in scores
+        ]
         print(json.dumps({"model": str(model.folder), "provider": model.provider, "results": results, "timing": {"load_s": load_s, "score_s": score_s}}))
     else:
         for s in scores:

@@ -51,6 +51,7 @@ class GenerationConfig:
     frequency_penalty: float = 0.0  # (OpenAI) subtracted per time a token was generated so far
     no_repeat_ngram_size: int = 0  # no n-gram of this size appears twice; 0 disables
     bad_words_ids: tuple[tuple[int, ...], ...] | None = None  # token sequences that must never be generated
+    sequence_bias: tuple[tuple[tuple[int, ...], float], ...] | None = None  # (ids, bias): added to the last id's score when the text ends with the rest
     # Special tokens
     eos_token_id: int | tuple[int, ...] | None = None  # generation stops after any of these
     pad_token_id: int | None = None  # fills finished rows of a batch; eos when unset
@@ -76,6 +77,8 @@ class GenerationConfig:
             if not isinstance(self.bad_words_ids, sequences) or not all(isinstance(seq, sequences) for seq in self.bad_words_ids):
                 raise UsageError("bad_words_ids must be a list of non-empty lists of token ids")
             object.__setattr__(self, "bad_words_ids", tuple(tuple(seq) for seq in self.bad_words_ids))
+        if self.sequence_bias is not None:
+            object.__setattr__(self, "sequence_bias", _sequence_bias(self.sequence_bias))
         self._validate()
 
     def _validate(self) -> None:
@@ -143,6 +146,9 @@ class GenerationConfig:
             not seq or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in seq) for seq in self.bad_words_ids
         ):
             raise UsageError("bad_words_ids must be a list of non-empty lists of token ids")
+        for _, bias in self.sequence_bias or ():
+            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+                raise UsageError(f"sequence_bias values must be finite numbers, got {short(bias)}")
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
             raise UsageError("num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy search gives one sequence")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
@@ -185,3 +191,16 @@ class GenerationConfig:
         """From a generation_config.json: keeps the fields this runtime knows and ignores the rest."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _sequence_bias(value) -> tuple[tuple[tuple[int, ...], float], ...]:
+    """HF's sequence_bias as (ids, bias) pairs: from a dict {(ids...): bias} (Python) or a list of
+    [ids, bias] pairs (JSON)."""
+    pairs = value.items() if isinstance(value, dict) else value
+    try:
+        out = tuple((tuple(ids), bias) for ids, bias in pairs)
+    except (TypeError, ValueError):
+        raise UsageError("sequence_bias must be a list of [token ids, bias] pairs") from None
+    if any(not ids or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in ids) for ids, _ in out):
+        raise UsageError("sequence_bias must be a list of [token ids, bias] pairs: each a non-empty list of token ids")
+    return out

@@ -67,7 +67,6 @@ class DecodeState:
         self.most_fed = 0  # fed.max(), kept as a Python int: searches check it every step
         self._feed_all = False  # every row runs at the next step (feed is all True): the usual step
         self._released = 0  # rows given back (live.all() is `not _released`)
-        self._history: processors.History | None = None  # what processors see; it reads the state lazily
         self._physical = (-1, np.zeros(0, np.int64))  # (cache.moves when computed, every row's cache row)
         self._all_rows = np.zeros(0, np.int64)  # [rows]: 0 .. rows - 1
 
@@ -205,9 +204,7 @@ class DecodeState:
 
     def history(self) -> processors.History:
         """What the logits processors see: each row's ids so far, and HF's padded length."""
-        if self._history is None:
-            self._history = _History(self)
-        return self._history
+        return _History(self)
 
     def release(self, row: int) -> None:
         """Give row `row`'s slot back (it keeps its keys/values for prefix reuse)."""
@@ -243,7 +240,8 @@ class _Sequences(Sequence):
 
 
 class _History:
-    """processors.History read from the state when a processor asks (made once per search, not per step)."""
+    """processors.History read from the state when a processor asks: a search makes one and keeps it
+    (the state holds no reference back, so a finished state is freed at once, not by the cycle collector)."""
 
     def __init__(self, state: DecodeState):
         self._state = state

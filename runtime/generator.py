@@ -50,6 +50,7 @@ class Generator(Search):
         self._ended_at = [None] * rows
         self.logprobs = [[] for _ in range(rows)]
         self._to_slide = np.zeros(rows, bool)
+        self._history = self.state.history()  # made once: it reads the state as processors ask
         if self.state.budget == 0:
             for row in range(rows):
                 self._finish_row(row, LENGTH)
@@ -62,7 +63,7 @@ class Generator(Search):
 
     def _choose(self, logits: np.ndarray) -> np.ndarray:
         """Processors, then (when sampling) warpers and a draw: logits [rows, vocab] -> ids [rows]."""
-        scores = processors.apply(self._processors, logits, self.state.history()) if self._processors else logits
+        scores = processors.apply(self._processors, logits, self._history) if self._processors else logits
         if not self.config.do_sample:
             return sampling.greedy(scores)
         return sampling.sample_rows(warpers.warp_rows(scores, self.config), self.rng)

@@ -24,6 +24,7 @@ from .engine import Engine
 from .errors import ModelLoadError, UsageError, short
 from .manifest import inside, model_info, read_json, read_manifest, verify_files
 from .run import Completion, Run
+from .results import TokenLogprobs
 from .scoring import Score
 from .search import Search, make_search
 from .session import DecoderSession
@@ -113,6 +114,7 @@ def check_against_model(config: GenerationConfig, info) -> None:
     named = [("eos_token_id", t) for t in config.eos_token_ids]
     named += [(name, getattr(config, name)) for name in ("pad_token_id", "bos_token_id")]
     named += [("bad_words_ids", t) for seq in config.bad_words_ids or () for t in seq]
+    named += [("sequence_bias", t) for seq, _ in config.sequence_bias or () for t in seq]
     for name, token in named:
         if token is not None and token >= vocab:
             raise UsageError(f"{name} has token id {short(token)}, outside the model's vocabulary [0, {vocab})")
@@ -225,10 +227,16 @@ class Model:
         ids_list = [self.tokenizer.encode(text) for text in texts]
         for i, ids in enumerate(ids_list):
             scoring.check_length(len(ids), f"text {i} ({texts[i][:30]!r})")
-        return [
-            Score(text, count, logprob, scoring.perplexity(logprob, count))
-            for text, (count, logprob) in zip(texts, scoring.score_ids(self.session, ids_list, stride))
-        ]
+        out = []
+        for text, tokens in zip(texts, scoring.score_tokens(self.session, ids_list, stride)):
+            logprob = float(tokens.sum())
+            out.append(Score(text, len(tokens), logprob, scoring.perplexity(logprob, len(tokens)), tuple(tokens.tolist())))
+        return out
+
+    def prompt_logprobs(self, ids: list[int], top_n: int = 0) -> list[TokenLogprobs]:
+        """Each prompt token after the first: its log-probability given the ones before, with the
+        top_n alternatives there (what OpenAI's echo with logprobs reports)."""
+        return scoring.prompt_logprobs(self.session, ids, top_n)
 
 
 def load(folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None) -> Model:

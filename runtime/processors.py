@@ -85,6 +85,18 @@ def bad_words(scores: np.ndarray, history: History, bad_words_ids: tuple[tuple[i
     return out
 
 
+def sequence_bias(scores: np.ndarray, history: History, biases: tuple[tuple[tuple[int, ...], float], ...]) -> np.ndarray:
+    """Add each bias to its sequence's last token when the row ends with the rest of it (a one-token
+    sequence is always biased): HF's SequenceBiasLogitsProcessor, and OpenAI's logit_bias."""
+    out = scores.copy()
+    for row, tokens in enumerate(history.tokens):
+        for sequence, bias in biases:
+            prefix = sequence[:-1]
+            if not prefix or len(tokens) >= len(prefix) and tuple(tokens[len(tokens) - len(prefix) :]) == prefix:
+                out[row, sequence[-1]] += np.float32(bias)
+    return out
+
+
 def min_length(scores: np.ndarray, eos_token_ids: np.ndarray, too_short: bool) -> np.ndarray:
     """Ban eos (ids [n_eos]) while the sequence is still too short."""
     if not too_short or not len(eos_token_ids):
@@ -99,6 +111,8 @@ def chain(config) -> list:
     penalties right after HF's repetition penalty): functions (scores, history) -> scores."""
     steps = []
     eos = np.array(config.eos_token_ids, np.int64)  # [n_eos]
+    if config.sequence_bias:  # first, as in HF's generate
+        steps.append(lambda s, h: sequence_bias(s, h, config.sequence_bias))
     if config.repetition_penalty != 1.0:
         steps.append(lambda s, h: repetition_penalty(s, h, config.repetition_penalty))
     if config.presence_penalty or config.frequency_penalty:

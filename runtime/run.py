@@ -112,6 +112,8 @@ class Run:
         self.search = make_search(session, config, rng, stop_check(tokenizer.decode, config.stop_strings))
         self._rows = [_Row(tokenizer, config.stop_strings) for _ in range(len(prompt_ids) * config.num_return_sequences)]
         self._cancel = threading.Event()
+        self._cancel_sent = False  # the engine was asked to cancel the search
+        self.finished = False  # the search is done and every delta was given out
         if engine is not None:
             engine.submit(self.search, prompt_ids)
         else:
@@ -122,36 +124,48 @@ class Run:
         return [row.text for row in self._rows]
 
     def deltas(self) -> Iterator[Delta]:
-        """Run to the end, yielding each sequence's new text with its tokens."""
-        logprobs = self.config.logprobs is not None
-        cancelled = False
+        """Run to the end, yielding each sequence's new text with its tokens (this thread drives the
+        search, or the engine it shares with other requests)."""
         while True:
-            for row, token, record in self.search.take_made():
-                text = self._rows[row].push(token, record)
-                if text:
-                    yield self._rows[row].delta(row, text, logprobs)
-            if self.search.is_done():
-                break
-            if self._cancel.is_set() and not cancelled:  # between two steps, on this thread
-                cancelled = True
-                if self.engine is None:
-                    self.search.cancel()
-                    continue
-                self.engine.cancel(self.search)
-            if self.engine is None:
-                self.search.generate_next_token()
-            else:
+            yield from self.poll()
+            if self.finished:
+                return
+            if self.engine is not None:
                 self.engine.step()  # may advance other requests too; each takes its own tokens
+            elif self._cancel.is_set():  # between two steps, on this thread
+                self.search.cancel()
+            else:
+                self.search.generate_next_token()
+
+    def poll(self) -> list[Delta]:
+        """The deltas of the tokens made since the last poll, without running anything: a scheduler
+        that drives the engine for many runs calls it after each engine.step(). Once the search is
+        done it also gives the replayed beams and each sequence's last text, and sets `finished`."""
+        if self.finished:
+            return []
+        if self._cancel.is_set() and self.engine is not None and not self._cancel_sent:
+            self.engine.cancel(self.search)  # applied at the engine's next step
+            self._cancel_sent = True
+        logprobs = self.config.logprobs is not None
+        out = []
+        for row, token, record in self.search.take_made():
+            text = self._rows[row].push(token, record)
+            if text:
+                out.append(self._rows[row].delta(row, text, logprobs))
+        if not self.search.is_done():
+            return out
         if not self.search.streams:  # beams: replay the results as a stream
             for row, sequence in self._results():
                 for token, record in zip(sequence.token_ids, sequence.logprobs or [None] * len(sequence.token_ids)):
                     text = self._rows[row].push(token, record)
                     if text:
-                        yield self._rows[row].delta(row, text, logprobs)
+                        out.append(self._rows[row].delta(row, text, logprobs))
         for row, state in enumerate(self._rows):
             tail = state.flush()
             if tail or state.tokens:
-                yield state.delta(row, tail, logprobs)
+                out.append(state.delta(row, tail, logprobs))
+        self.finished = True
+        return out
 
     def _results(self) -> list[tuple[int, SequenceResult]]:
         """(row, result) of every sequence; nothing made if the search was cancelled before it started."""
@@ -162,7 +176,7 @@ class Run:
 
     def cancel(self) -> None:
         """Stop after the current token; the results keep what was made. Any thread may call it:
-        the iterating thread applies it before its next step (beam search too)."""
+        the iterating (or polling) thread applies it before its next step (beam search too)."""
         self._cancel.set()
 
     def completions(self) -> list[Completion]:

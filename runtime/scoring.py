@@ -18,8 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from . import sampling
 from .errors import UsageError
 from .kv_cache import new_cache
+from .results import TokenLogprobs
 from .session import DecoderSession
 
 # Most float32 logits [seq, vocab] one session call may return: one full
@@ -36,6 +38,7 @@ class Score:
     token_count: int  # tokens predicted (all but the first)
     logprob: float  # sum of their log-probabilities (natural log)
     perplexity: float  # exp(-logprob / token_count)
+    token_logprobs: tuple[float, ...] = ()  # each predicted token's log-probability, in order
 
 
 @dataclass(frozen=True)
@@ -113,22 +116,39 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return picked - np.log(shifted.sum(axis=-1, dtype=np.float64))
 
 
-def window_logprob(cache, window: Window, budget_bytes: int) -> float:
-    """Sum of the window's counted tokens' log-probabilities, run in row 0 of `cache`.
+def window_logprobs(cache, window: Window, budget_bytes: int) -> np.ndarray:
+    """The window's counted tokens' log-probabilities, float64 [token_count], run in row 0 of `cache`.
 
     Position p predicts the token at p + 1, so the counted tokens are predicted from
     positions first - 1 .. len - 2; the last position predicts nothing and never runs.
     """
     ids = window.ids
     step = max(1, budget_bytes // (cache.session.info.vocab_size * _FLOAT32_BYTES))  # positions per call
-    total = 0.0
+    parts = []
     for a in range(0, len(ids) - 1, step):
         b = min(a + step, len(ids) - 1)
         logits = cache.prefill(0, ids[a:b], start=a, last_only=False)  # [b - a, vocab]
         lo = max(window.first - 1, a)
         if lo < b:
-            total += float(target_logprobs(logits[lo - a :], np.asarray(ids[lo + 1 : b + 1])).sum())
-    return total
+            parts.append(target_logprobs(logits[lo - a :], np.asarray(ids[lo + 1 : b + 1])))  # [b - lo]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def prompt_logprobs(session: DecoderSession, ids: list[int], top_n: int) -> list[TokenLogprobs]:
+    """Each token after the first, given the ones before it: its log-probability and the top_n
+    alternatives there (OpenAI's completions with echo and logprobs). The ids fit the context."""
+    if len(ids) > session.info.n_positions:
+        raise UsageError(f"the prompt is {len(ids)} tokens but the model's context (n_positions) is {session.info.n_positions}: shorten the prompt")
+    cache = new_cache(session, 1, len(ids))
+    step = max(1, LOGITS_BUDGET_BYTES // (session.info.vocab_size * _FLOAT32_BYTES))
+    out = []
+    for a in range(0, len(ids) - 1, step):
+        b = min(a + step, len(ids) - 1)
+        logits = cache.prefill(0, ids[a:b], start=a, last_only=False)  # [b - a, vocab]: predicts ids[a + 1 : b + 1]
+        chosen, top_ids, top_logp = sampling.logprobs(logits, np.asarray(ids[a + 1 : b + 1]), top_n)
+        for k in range(b - a):
+            out.append(TokenLogprobs(ids[a + 1 + k], float(chosen[k]), list(zip(top_ids[k].tolist(), top_logp[k].tolist()))))
+    return out
 
 
 def perplexity(logprob: float, token_count: int) -> float:
@@ -137,8 +157,8 @@ def perplexity(logprob: float, token_count: int) -> float:
     return math.exp(nll) if nll < 709.0 else math.inf
 
 
-def score_ids(session: DecoderSession, ids_list: list[list[int]], stride: int | None = None) -> list[tuple[int, float]]:
-    """(token_count, logprob) per token sequence: the teacher-forced sum of log-probabilities of all but the first token.
+def score_tokens(session: DecoderSession, ids_list: list[list[int]], stride: int | None = None) -> list[np.ndarray]:
+    """Per token sequence, the teacher-forced log-probability of each token but the first, float64 [len - 1].
 
     Sequences longer than the context use windows of n_positions tokens every
     `stride` tokens (default n_positions // 2).
@@ -146,13 +166,16 @@ def score_ids(session: DecoderSession, ids_list: list[list[int]], stride: int | 
     info = session.info
     stride = check_stride(stride, info.n_positions)
     check_ids(ids_list, info.vocab_size)
-    logprobs = np.zeros(len(ids_list))  # [sequences]
-    counts = [0] * len(ids_list)
+    parts: list[list[np.ndarray]] = [[] for _ in ids_list]
     windows = make_windows(ids_list, info.n_positions, stride)
     if not windows:
         return []
     cache = new_cache(session, 1, max(len(w.ids) for w in windows))
     for w in windows:
-        logprobs[w.sequence] += window_logprob(cache, w, LOGITS_BUDGET_BYTES)
-        counts[w.sequence] += w.token_count
-    return [(count, float(logprob)) for count, logprob in zip(counts, logprobs)]
+        parts[w.sequence].append(window_logprobs(cache, w, LOGITS_BUDGET_BYTES))
+    return [np.concatenate(p) for p in parts]
+
+
+def score_ids(session: DecoderSession, ids_list: list[list[int]], stride: int | None = None) -> list[tuple[int, float]]:
+    """(token_count, logprob) per token sequence: the teacher-forced sum of log-probabilities of all but the first token."""
+    return [(len(t), float(t.sum())) for t in score_tokens(session, ids_list, stride)]

@@ -108,6 +108,21 @@ def test_bad_words_match_transformers(exported, models):
     assert plain[0] not in ours and ours != plain
 
 
+def test_sequence_bias_matches_transformers(exported, models):
+    """HF's sequence_bias (what the server's logit_bias becomes): a one-token bias always applies, a
+    longer sequence's bias only after the rest of it."""
+    model = models[exported.name]
+    prompt = PROMPTS[1]
+    ids = model.tokenizer.encode(prompt)
+    plain = model.generate(prompt, max_new_tokens=12).token_ids
+    bias = [[[plain[0]], -50.0], [[plain[1], plain[2]], -50.0], [[464], 4.0]]
+    ours = model.generate(prompt, max_new_tokens=12, sequence_bias=bias).token_ids
+    hf_bias = {tuple(seq): value for seq, value in bias}
+    (want,), _ = hf_generate(exported.checkpoint, ids, max_new_tokens=12, sequence_bias=hf_bias, do_sample=False)
+    assert_same_ids(ours, want)
+    assert plain[0] not in ours and ours != plain
+
+
 def test_presence_and_frequency_penalties_follow_openai(models):
     model = models["tiny"]
     ids = model.tokenizer.encode(PROMPTS[0])

@@ -1,0 +1,21 @@
+"""gpt2onnx.serve: an OpenAI-compatible HTTP server (`gpt2onnx serve`).
+
+FastAPI and uvicorn in front, server-sent events for streams, Prometheus
+metrics; behind them one scheduler thread drives the runtime's slot engine, so
+requests join and leave one running batch. Install with
+`pip install 'gpt2onnx[serve]'`.
+
+    app.py        the app: state, security, health, models, metrics, tokenize
+    routes.py     /v1/completions and /v1/chat/completions
+    protocol.py   request fields -> gpt2onnx settings
+    scheduler.py  the thread that steps the engine for every request
+    responses.py  OpenAI's response objects
+    chat.py       messages -> a Q/A transcript
+    errors.py     OpenAI's error shape, body-size limit, request counter
+    metrics.py    Prometheus metrics
+    command.py    the command: flags, safety checks, uvicorn
+"""
+
+from .command import add_arguments  # argparse only: FastAPI loads when the server runs
+
+__all__ = ["add_arguments"]

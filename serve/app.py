@@ -1,0 +1,140 @@
+"""The FastAPI application: its state (model, scheduler, metrics), security, and routes.
+
+The model loads in a background thread once the server is up: /health answers
+503 until it is ready, then 200. /v1 routes (and /tokenize, /detokenize) need
+`Authorization: Bearer KEY` when the server has an API key; keys are compared
+in constant time. The generation routes live in routes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gpt2onnx.runtime import Gpt2OnnxError, Model, load
+
+from . import errors, routes
+from .errors import ApiError
+from .metrics import Metrics
+from .protocol import DetokenizeRequest, TokenizeRequest
+from .scheduler import Scheduler
+
+log = logging.getLogger("gpt2onnx.serve")
+ENDPOINTS = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/tokenize", "/detokenize"}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the server runs (the `gpt2onnx serve` flags)."""
+
+    model: str | None = None  # export folder; None: the shipped default model
+    model_id: str = "gpt2onnx-default"  # the id clients name in "model"
+    slots: int = 4  # requests decoded together in one batch
+    max_queue: int = 64  # requests that may wait for a slot before 429
+    api_key: str | None = None  # required as a Bearer token on /v1 when set
+    provider: str = "auto"  # onnxruntime provider: auto, cpu or cuda
+    threads: int | None = None  # onnxruntime intra-op threads (None: its default)
+    max_body_bytes: int = 1 << 20  # larger request bodies get 413
+
+
+class State:
+    """What the routes share: the options, and the model and scheduler once loaded."""
+
+    def __init__(self, options: ServeOptions, on_fatal: Callable[[str], None] | None):
+        self.options, self.on_fatal = options, on_fatal
+        self.metrics = Metrics()
+        self.model: Model | None = None
+        self.scheduler: Scheduler | None = None
+
+    def load(self) -> None:
+        try:
+            model = load(self.options.model, provider=self.options.provider, threads=self.options.threads)
+            scheduler = Scheduler(model, self.options.slots, self.options.max_queue, self.metrics)
+        except Gpt2OnnxError as e:
+            if self.on_fatal:  # the command prints it and exits
+                self.on_fatal(str(e).splitlines()[0])
+            else:
+                log.error("gpt2onnx: error: %s", str(e).splitlines()[0])
+            return
+        scheduler.start()
+        self.model, self.scheduler = model, scheduler
+        log.info("model loaded: %s on %s, %d slots", model.folder, model.provider, self.options.slots)
+
+    def ready(self) -> tuple[Model, Scheduler]:
+        if self.scheduler is None:
+            raise ApiError(503, "the model is still loading: retry when GET /health answers 200", "server_error", code="loading", headers={"Retry-After": "1"})
+        return self.model, self.scheduler
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.options.model_id:
+            raise ApiError(404, f"model {name!r} is not served here: use {self.options.model_id!r} (GET /v1/models)", param="model", code="model_not_found")
+
+
+def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    """The app; `on_fatal` is called (with a one-line message) if the model fails to load."""
+    state = State(options, on_fatal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = asyncio.get_running_loop().run_in_executor(None, state.load)
+        yield
+        await loading
+        if state.scheduler is not None:
+            await asyncio.get_running_loop().run_in_executor(None, state.scheduler.stop)
+
+    app = FastAPI(title="gpt2onnx", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gpt2onnx = state
+    errors.install(app)
+    app.add_middleware(errors.CountRequests, metrics=state.metrics, endpoints=ENDPOINTS)
+    app.add_middleware(errors.BodyLimit, limit=options.max_body_bytes)
+
+    def authorized(request: Request) -> None:
+        key = options.api_key
+        if key is None:
+            return
+        sent = request.headers.get("authorization", "")
+        token = sent[7:] if sent[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(token.encode(), key.encode()):
+            raise ApiError(401, "missing or wrong API key: send the header Authorization: Bearer KEY", code="invalid_api_key")
+
+    guarded = [Depends(authorized)]
+
+    @app.get("/health")
+    async def health():
+        if state.scheduler is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {"status": "ok", "model": options.model_id, "slots": options.slots}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", dependencies=guarded)
+    async def models():
+        return {"object": "list", "data": [{"id": options.model_id, "object": "model", "created": 0, "owned_by": "gpt2onnx"}]}
+
+    @app.post("/tokenize", dependencies=guarded)
+    async def tokenize(body: TokenizeRequest):
+        model, _ = state.ready()
+        state.check_model(body.model)
+        tokens = model.tokenizer.encode(body.prompt)
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": model.info.n_positions}
+
+    @app.post("/detokenize", dependencies=guarded)
+    async def detokenize(body: DetokenizeRequest):
+        model, _ = state.ready()
+        state.check_model(body.model)
+        if any(not 0 <= t < model.info.vocab_size for t in body.tokens):
+            raise ApiError(400, f"a token id is outside the vocabulary [0, {model.info.vocab_size})", param="tokens")
+        return {"prompt": model.tokenizer.decode(body.tokens, skip_special_tokens=False)}
+
+    routes.add(app, state, guarded)
+    return app

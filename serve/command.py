@@ -1,0 +1,109 @@
+"""`gpt2onnx serve`: its flags, the checks before it listens, and uvicorn.
+
+It refuses to listen beyond loopback without an API key unless told that the
+risk is accepted; it checks the model folder before binding, binds the socket
+itself (a port in use is one line, not a traceback), then lets uvicorn run the
+app. SIGTERM stops taking requests, lets running ones finish for up to
+--grace seconds, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from gpt2onnx.runtime.errors import Gpt2OnnxError, ModelLoadError, UsageError
+
+API_KEY_ENV = "GPT2ONNX_API_KEY"
+LOOPBACK_NAMES = ("localhost",)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="DIR", default=None, help="export folder to serve (default: the shipped model)")
+    parser.add_argument("--model-id", metavar="NAME", default=None, help="the id clients send as model (default: the folder's name)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--slots", type=int, default=4, metavar="N", help="sequences decoded together in one batch (default 4)")
+    parser.add_argument("--max-queue", type=int, default=64, metavar="N", help="requests that may wait for a slot; more get 429 (default 64)")
+    parser.add_argument("--api-key", metavar="KEY", default=None, help=f"require Authorization: Bearer KEY on /v1 (default: ${API_KEY_ENV})")
+    parser.add_argument("--insecure-no-api-key", action="store_true", help="listen beyond loopback without an API key: anyone who reaches the port may use it")
+    parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto", help="onnxruntime provider (default auto)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="onnxruntime threads (default: its own choice)")
+    parser.add_argument("--grace", type=float, default=30.0, metavar="S", help="on SIGTERM, seconds running requests may take to finish (default 30)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(args: argparse.Namespace, api_key: str | None) -> None:
+    for name in ("slots", "max_queue"):
+        value = getattr(args, name)
+        if value < (1 if name == "slots" else 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'slots' else '>= 0'}, got {value}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    if not _is_loopback(args.host) and not api_key and not args.insecure_no_api_key:
+        raise UsageError(
+            f"refusing to listen on {args.host} without an API key: pass --api-key KEY (or set {API_KEY_ENV}), "
+            "or --insecure-no-api-key to let anyone who reaches the port use it"
+        )
+    missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"the server needs {', '.join(missing)}: pip install 'gpt2onnx[serve]'")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise Gpt2OnnxError(f"cannot listen on {host}:{port} ({e.strerror or e}): pick another --port or --host") from None
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpt2onnx.runtime.model import read_defaults
+
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    _check(args, api_key)
+    read_defaults(args.model)  # a bad folder fails here, before anything listens
+    import uvicorn
+
+    from .app import ServeOptions, create_app
+
+    model_id = args.model_id or ("gpt2onnx-default" if args.model is None else Path(args.model).resolve().name)
+    options = ServeOptions(args.model, model_id, args.slots, args.max_queue, api_key, args.provider, args.threads)
+    logging.basicConfig(format="gpt2onnx serve: %(message)s")
+    logging.getLogger("gpt2onnx.serve").setLevel(logging.INFO)
+    sock = _bind(args.host, args.port)
+    fatal: list[str] = []
+    server = uvicorn.Server(uvicorn.Config(None, log_level="warning", access_log=False, timeout_graceful_shutdown=args.grace))
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        server.should_exit = True
+
+    server.config.app = create_app(options, on_fatal)
+    host, port = sock.getsockname()[:2]
+    logging.getLogger("gpt2onnx.serve").info("%s on http://%s:%d (%d slots), loading the model", model_id, host, port, args.slots)
+    # uvicorn handles SIGTERM while it runs (graceful shutdown), then raises it again: let that end in exit 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run(sockets=[sock])
+    if fatal:
+        raise ModelLoadError(fatal[0])
+    return 0
