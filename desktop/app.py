@@ -23,7 +23,7 @@ def run(model: str | None = None, provider: str | None = None) -> int:
     app.setApplicationDisplayName("gpt2onnx")
     window = MainWindow(model_folder=model, provider=provider)
     window.show()
-    QTimer.singleShot(0, window.offer_recovery)
+    QTimer.singleShot(0, window.files.offer_recovery)
     return app.exec()
 
 

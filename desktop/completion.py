@@ -5,17 +5,21 @@ A completion's text goes into the document as it streams, inside one joined
 edit block, so Undo removes a whole completion in one step and Reject is that
 undo with the redo entry dropped: the writer's own text is never changed by a
 completion they did not accept. Its styling (pending, probability colours) is
-drawn with extra selections, never stored in the document.
+drawn with extra selections (styling.py), never stored in the document.
+Each span keeps the runtime's own TokenLogprobs records; their text is spelled
+only where it is shown (the token inspector).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QTextCursor, QTextDocument
 
-from .worker import TokenInfo
+if TYPE_CHECKING:  # only named here: the document model needs neither onnxruntime nor threads
+    from gpt2onnx.runtime import TokenLogprobs
 
 
 def document_text(document: QTextDocument, start: int, end: int) -> str:
@@ -37,7 +41,7 @@ class Span:
 
     start: int  # document position of its first character
     end: int  # one past its last character
-    tokens: list[TokenInfo]  # usually one; several when a character spans tokens
+    tokens: list[TokenLogprobs]  # usually one; several when a character spans tokens
 
 
 class CompletionTracker(QObject):
@@ -62,11 +66,11 @@ class CompletionTracker(QObject):
         self.start = self.end = position
         self.changed.emit()
 
-    def append(self, text: str, tokens: list[TokenInfo]) -> None:
+    def append(self, text: str, tokens: list[TokenLogprobs]) -> None:
         """Insert streamed text at the completion's end, joined to its undo step."""
         self.extend([(text, tokens)])
 
-    def extend(self, pieces: list[tuple[str, list[TokenInfo]]]) -> None:
+    def extend(self, pieces: list[tuple[str, list[TokenLogprobs]]]) -> None:
         """Insert several streamed deltas, a span each, in one edit (a finished beam
         arrives whole: one edit instead of hundreds keeps the UI thread free)."""
         text = "".join(piece for piece, _ in pieces)
@@ -121,6 +125,13 @@ class CompletionTracker(QObject):
     @property
     def text(self) -> str:
         return document_text(self.document, self.start, self.end)
+
+    def writer_text(self) -> str:
+        """The document without a pending completion: the writer's own text."""
+        text = self.document.toPlainText()
+        if self.pending:
+            text = text[: self.start] + text[self.end :]
+        return text
 
     # Internals.
     @staticmethod

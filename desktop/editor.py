@@ -1,6 +1,10 @@
 """The document editor: a QPlainTextEdit that routes the completion keys and
 reports which character the mouse is over (for the token inspector).
 
+It is a view: it shows a QTextDocument made before it (the completion tracker
+watches the same document) and asks `has_pending`, given at construction,
+whether a completion is pending.
+
 While a completion is pending, Tab and Enter accept it and Esc stops or
 rejects it; any other edit rejects it first, so the writer's keystroke never
 lands inside text they did not accept.
@@ -8,9 +12,11 @@ lands inside text they did not accept.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence, QMouseEvent
-from PySide6.QtWidgets import QPlainTextEdit
+from PySide6.QtGui import QKeyEvent, QKeySequence, QMouseEvent, QTextDocument
+from PySide6.QtWidgets import QPlainTextDocumentLayout, QPlainTextEdit
 
 ACCEPT_KEYS = {Qt.Key.Key_Tab, Qt.Key.Key_Return, Qt.Key.Key_Enter}
 # Keys that move or select without editing: they leave a pending completion alone.
@@ -28,11 +34,22 @@ class Editor(QPlainTextEdit):
     edit_over_pending = Signal()  # the writer started typing: reject the pending completion first
     hovered = Signal(int)  # document position under the mouse pointer, -1 when none
 
-    def __init__(self):
+    def __init__(self, document: QTextDocument, has_pending: Callable[[], bool]):
+        """Show `document` (see plain_document); `has_pending()` says whether a completion is pending."""
         super().__init__()
+        document.setParent(self)  # as the editor's own document would be: it lives as long as the view
+        self.setDocument(document)
+        self.has_pending = has_pending
         self.viewport().setMouseTracking(True)  # hover events without a button held
-        self.has_pending = lambda: False  # the window sets this
         self.setTabChangesFocus(False)
+
+    @staticmethod
+    def plain_document() -> QTextDocument:
+        """A document an Editor can show (a QPlainTextEdit needs its plain-text layout), to make
+        before the editor so that the completion tracker and the editor can share it."""
+        document = QTextDocument()
+        document.setDocumentLayout(QPlainTextDocumentLayout(document))
+        return document
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         plain = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)

@@ -3,15 +3,22 @@
 Shows the "choice 1..5" table people make by hand to study GPT-2: each row an
 alternative with its probability under the model's own distribution. Clicking
 a row asks the window to replace the token with it and regenerate from there.
+The token is the runtime's TokenLogprobs record (ids and log-probabilities); the
+inspector spells the ids with the tokenizer of the model that made them.
 """
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Callable
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from .worker import TokenInfo
+from .styling import probability, probability_colour
+
+if TYPE_CHECKING:
+    from gpt2onnx.runtime import TokenLogprobs
 
 
 def visible(text: str) -> str:
@@ -30,17 +37,8 @@ def percent(probability: float) -> str:
     return "<0.01%"
 
 
-def probability_colour(probability: float) -> QColor:
-    """Red for unlikely tokens through yellow to green for likely ones, light enough to read on.
-
-    In 11 steps of 10%: the eye can't tell finer ones apart, and neighbouring tokens of
-    the same step share one selection in the editor (fewer to paint while streaming)."""
-    hue = 12 * round(10 * max(0.0, min(1.0, probability)))  # 0 red .. 120 green
-    return QColor.fromHsv(hue, 90, 255)
-
-
 class TokenInspector(QWidget):
-    """Shows one TokenInfo; emits `alternative_chosen(token_id, text)` when a row is clicked."""
+    """Shows one token; emits `alternative_chosen(token_id, text)` when a row is clicked."""
 
     alternative_chosen = Signal(int, str)
 
@@ -66,22 +64,27 @@ class TokenInspector(QWidget):
         layout.addWidget(self.heading)
         layout.addWidget(self.table)
         layout.addWidget(self.hint)
-        self.token: TokenInfo | None = None
+        self.token: TokenLogprobs | None = None
+        self.alternatives: list[tuple[int, str, float]] = []  # the rows: (token id, text, probability)
 
-    def show_token(self, token: TokenInfo | None) -> None:
+    def show_token(self, token: TokenLogprobs | None, token_text: Callable[[int], str] | None = None) -> None:
+        """Show `token` (None: none) and its alternatives, spelled by `token_text` (the
+        tokenizer's token_text of the model that made it; needed with a token)."""
         self.token = token
         if token is None:
+            self.alternatives = []
             self.heading.setText("Hover over or select a generated token.")
             self.table.setRowCount(0)
             return
-        self.heading.setText(f"\u201c{visible(token.text)}\u201d  {percent(token.probability)}")
-        self.table.setRowCount(len(token.alternatives))
-        for row, (token_id, text, probability) in enumerate(token.alternatives):
-            cells = [str(row + 1), visible(text), percent(probability)]
+        self.alternatives = [(int(t), token_text(t), math.exp(logprob)) for t, logprob in token.top]
+        self.heading.setText(f"\u201c{visible(token_text(token.token_id))}\u201d  {percent(probability(token))}")
+        self.table.setRowCount(len(self.alternatives))
+        for row, (token_id, text, p) in enumerate(self.alternatives):
+            cells = [str(row + 1), visible(text), percent(p)]
             for column, value in enumerate(cells):
                 item = QTableWidgetItem(value)
                 item.setData(Qt.ItemDataRole.UserRole, token_id)
-                item.setBackground(probability_colour(probability))
+                item.setBackground(probability_colour(p))
                 if token_id == token.token_id:
                     font = item.font()
                     font.setBold(True)
@@ -89,7 +92,7 @@ class TokenInspector(QWidget):
                 self.table.setItem(row, column, item)
 
     def _clicked(self, row: int, _column: int) -> None:
-        if self.token is None or row >= len(self.token.alternatives):
+        if row >= len(self.alternatives):
             return
-        token_id, text, _ = self.token.alternatives[row]
+        token_id, text, _ = self.alternatives[row]
         self.alternative_chosen.emit(token_id, text)

@@ -1,19 +1,19 @@
 """Background work for the app: loading a model and generating a completion.
 
-Each job is a QObject moved to its own QThread; it talks to the window only
+Each job is a QObject moved to its own QThread; it talks to the app only
 through signals, so the UI thread never waits on onnxruntime. Receivers must
 be methods of objects living on the UI thread (not lambdas), so that Qt queues
-the calls onto the UI thread. Generation
-consumes the runtime's one path (Run.deltas, through the public API): prompt ids ->
-prefill -> steps -> processors -> token -> text, each delta with its tokens and
-logprobs, and checks a cancel flag at every token. It runs in the window's slot
-engine, whose slot keeps the document's keys and values: Regenerate, or completing
-again at the same place, runs only the tokens that changed.
+the calls onto the UI thread. `Jobs` keeps each job and its thread alive until
+the thread ends. Generation consumes the runtime's one path (Run.deltas, through
+the public API): prompt ids -> prefill -> steps -> processors -> token -> text,
+each delta with its tokens' TokenLogprobs, and checks a cancel flag at every
+token. It runs in the controller's slot engine, whose slot keeps the document's
+keys and values: Regenerate, or completing again at the same place, runs only
+the tokens that changed.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from gpt2onnx.runtime import Engine, GenerationConfig, Gpt2OnnxError, Model, Run, load
+from gpt2onnx.runtime import Engine, GenerationConfig, Gpt2OnnxError, Model, Run, TokenLogprobs, load
 
 TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
 
@@ -35,29 +35,19 @@ def session_threads() -> int:
 
 
 @dataclass(frozen=True)
-class TokenInfo:
-    """One generated token as the inspector shows it."""
-
-    token_id: int
-    text: str  # the token's own text
-    probability: float  # under the model's own distribution (before warpers)
-    alternatives: tuple[tuple[int, str, float], ...] = ()  # (token id, text, probability), most likely first
-
-
-@dataclass(frozen=True)
 class GenerationStats:
     """How a completion ended and how fast it ran."""
 
     finish_reason: str  # "eos", "length", "context", "stop" or "cancelled"
     new_tokens: int
     tokens_per_second: float
-    tokens: list[TokenInfo] = field(default_factory=list)
+    tokens: list[TokenLogprobs] = field(default_factory=list)
     first_token_s: float = 0.0  # from the request to the first token's text
     reused_tokens: int = 0  # prompt tokens the engine's slot already held (not run again)
 
 
 class Job(QObject):
-    """A unit of background work; `start_job` runs it on its own thread."""
+    """A unit of background work; `start_job` or `Jobs.start` runs it on its own thread."""
 
     error = Signal(str)  # one line, for the window's message bar
 
@@ -65,8 +55,8 @@ class Job(QObject):
         raise NotImplementedError
 
 
-def start_job(job: Job, done_signals: list) -> QThread:
-    """Run `job.run` on a new QThread that quits when any of `done_signals` fires."""
+def job_thread(job: Job, done_signals: list) -> QThread:
+    """A QThread, not started yet, that runs `job.run` and quits when any of `done_signals` fires."""
     thread = QThread()
     job.moveToThread(thread)
     thread.started.connect(job.run)
@@ -76,8 +66,66 @@ def start_job(job: Job, done_signals: list) -> QThread:
         # UI-thread thread.wait() (Stop-then-accept, close) would block until its timeout,
         # and a QThread collected after that timeout aborts the process.
         signal.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+    return thread
+
+
+def start_job(job: Job, done_signals: list) -> QThread:
+    """Run `job.run` on a new QThread that quits when any of `done_signals` fires."""
+    thread = job_thread(job, done_signals)
     thread.start()
     return thread
+
+
+class _Running(QObject):
+    """One started job and its thread, held until the thread has ended."""
+
+    def __init__(self, jobs: Jobs, thread: QThread, job: Job):
+        super().__init__()
+        self.jobs, self.qthread, self.job = jobs, thread, job  # (not `thread`: QObject.thread() is this object's)
+        thread.finished.connect(self._ended)  # before start: a quick job can't end unseen
+
+    @Slot()
+    def _ended(self) -> None:
+        # `finished` is emitted just before the thread ends (isFinished() may still be
+        # False here): wait out those last steps, then let the thread object go.
+        self.qthread.wait()
+        self.jobs._ended(self)
+
+
+class Jobs(QObject):
+    """Background jobs, each kept with its thread until the thread ends: a QThread
+    destroyed while it runs aborts the whole process."""
+
+    all_ended = Signal()  # the last running job's thread has ended
+
+    def __init__(self):
+        super().__init__()
+        self._running: list[_Running] = []
+
+    def start(self, job: Job, done_signals: list) -> QThread:
+        """Run `job` on a new thread (see job_thread) and hold both until the thread ends."""
+        thread = job_thread(job, done_signals)
+        self._running.append(_Running(self, thread, job))
+        thread.start()
+        return thread
+
+    def busy(self) -> bool:
+        """Whether a job's thread is still running."""
+        return bool(self._running)
+
+    def threads(self) -> list[QThread]:
+        return [running.qthread for running in self._running]
+
+    def wait_all(self) -> None:
+        """Wait for every thread to end (no timeout: cancel the jobs first)."""
+        for running in list(self._running):
+            running.qthread.quit()
+            running.qthread.wait()
+
+    def _ended(self, running: _Running) -> None:
+        self._running.remove(running)
+        if not self._running:
+            self.all_ended.emit()
 
 
 class ModelLoader(Job):
@@ -109,13 +157,13 @@ class GenerationWorker(Job):
     """Completes one prompt; emits `token` per text delta, then `finished`, or `error`."""
 
     context = Signal(int, int)  # prompt tokens the model sees, tokens dropped from the left
-    token = Signal(str, object)  # text delta, list[TokenInfo] made since the last delta
-    beam = Signal(object)  # the best beam when beam search ends: [(text delta, list[TokenInfo])]
+    token = Signal(str, object)  # text delta, list[TokenLogprobs] made since the last delta
+    beam = Signal(object)  # the best beam when beam search ends: [(text delta, list[TokenLogprobs])]
     finished = Signal(object)  # GenerationStats
 
     def __init__(self, model: Model, prompt: str, room: int, config: GenerationConfig, seed: int | None, engine: Engine | None = None):
         """Complete `prompt`, keeping only its last `room` tokens when it is longer; in `engine`
-        (the window's, whose slot keeps the last prompt for reuse) when given."""
+        (the controller's, whose slot keeps the last prompt for reuse) when given."""
         super().__init__()
         self.model, self.prompt, self.room, self.config, self.seed, self.engine = model, prompt, room, config, seed, engine
         self._cancel = threading.Event()
@@ -126,18 +174,6 @@ class GenerationWorker(Job):
         self._cancel.set()
         if self._run is not None:
             self._run.cancel()  # also stops beam search, which yields no deltas until it ends
-
-    def _infos(self, entries) -> list[TokenInfo]:
-        text = self.model.tokenizer.token_text
-        return [
-            TokenInfo(
-                e.token_id,
-                text(e.token_id),
-                math.exp(e.logprob),
-                tuple((int(t), text(t), math.exp(lp)) for t, lp in e.top),
-            )
-            for e in entries
-        ]
 
     @Slot()
     def run(self) -> None:
@@ -163,7 +199,7 @@ class GenerationWorker(Job):
         for delta in run.deltas():
             if delta.row != 0:
                 continue
-            infos = self._infos(delta.logprobs or [])
+            infos = delta.logprobs or []  # the runtime's own records; their text is spelled where shown
             tokens += infos
             if first is None and delta.text:
                 first = time.perf_counter() - started

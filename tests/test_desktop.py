@@ -22,8 +22,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from gpt2onnx.desktop.completion import CompletionTracker, document_text
 from gpt2onnx.desktop.inspector import percent
 from gpt2onnx.desktop.recovery import RecoveryStore
-from gpt2onnx.desktop.settings import PRESETS, DecodingSettings
-from gpt2onnx.desktop.window import PENDING_COLOUR, MainWindow
+from gpt2onnx.desktop.settings import PRESETS
+from gpt2onnx.desktop.styling import PENDING_COLOUR, probability
+from gpt2onnx.desktop.window import MainWindow
 
 PROMPT = "Once upon a time"
 GREEDY = dataclasses.replace(PRESETS["Greedy"], max_new_tokens=12)
@@ -194,18 +195,18 @@ def test_inspector_shows_alternatives_and_branches(qtbot, make_window):
     cursor.setPosition(spans[2].start)
     cursor.setPosition(spans[2].end, cursor.MoveMode.KeepAnchor)
     window.editor.setTextCursor(cursor)
-    token = window.inspector.token
+    token, alternatives = window.inspector.token, window.inspector.alternatives
     assert token is spans[2].tokens[-1]
     table = window.inspector.table
     assert table.rowCount() == 5
-    probabilities = [alt[2] for alt in token.alternatives]
+    probabilities = [alt[2] for alt in alternatives]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
-    assert token.alternatives[0][0] == token.token_id  # greedy picked the most likely token
-    assert window.inspector.heading.text().endswith(percent(token.probability))
+    assert alternatives[0][0] == token.token_id  # greedy picked the most likely token
+    assert window.inspector.heading.text().endswith(percent(probability(token)))
 
     # Click the second alternative: it replaces the token and generation goes on from it.
     kept = window.editor.toPlainText()[: spans[2].start]
-    alt_id, alt_text, _ = token.alternatives[1]
+    alt_id, alt_text, _ = alternatives[1]
     window.last_stats = None
     rect = table.visualItemRect(table.item(1, 1))
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
@@ -243,7 +244,7 @@ def test_beam_search_completions_have_the_inspector_too(qtbot, make_window):
     cursor.setPosition(spans[1].end, cursor.MoveMode.KeepAnchor)
     window.editor.setTextCursor(cursor)
     assert window.inspector.token is spans[1].tokens[-1] and window.inspector.table.rowCount() == 5
-    assert 0 < window.inspector.token.probability <= 1
+    assert 0 < probability(window.inspector.token) <= 1
 
 
 def test_spans_cover_their_text_even_past_emoji(qtbot):
@@ -285,7 +286,7 @@ def test_a_bad_model_folder_is_a_message_and_the_app_goes_on(qtbot, make_window,
 
     window.load_model(None, "cpu")  # Model > Use the Shipped Model
     qtbot.waitUntil(lambda: window.model is not None, timeout=30000)
-    assert window.provider_label.text() == "CPU"
+    assert window.status.provider_label.text() == "CPU"
     window.panel.set_settings(GREEDY)
     type_text(qtbot, window, PROMPT)
     complete(qtbot, window)
@@ -303,12 +304,12 @@ def test_a_bad_model_folder_is_a_message_and_the_app_goes_on(qtbot, make_window,
 def test_cuda_request_is_never_silent(qtbot, make_window):
     window = make_window()
     window.set_provider("cuda")
-    qtbot.waitUntil(lambda: not window.busy.isVisible(), timeout=30000)
+    qtbot.waitUntil(lambda: not window.status.busy.isVisible(), timeout=30000)
     if window.model.provider == "cuda":
-        assert window.provider_label.text() == "CUDA"
+        assert window.status.provider_label.text() == "CUDA"
     else:  # no usable GPU here: a message says why, and the CPU model keeps working
         assert "CUDA" in window.messages.label.text() and window.messages.isVisible()
-        assert window.provider_label.text() == "CPU"
+        assert window.status.provider_label.text() == "CPU"
 
 
 def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dialogs):
@@ -318,7 +319,7 @@ def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dial
     type_text(qtbot, window, PROMPT)
     complete(qtbot, window)  # pending: not the writer's text, so not saved
     path = tmp_path / "story.txt"
-    assert window.save_as(str(path))
+    assert window.files.save_as(str(path))
     assert path.read_text(encoding="utf-8") == PROMPT
     assert window.windowTitle().startswith("story.txt")
 
@@ -332,7 +333,7 @@ def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dial
     assert path.read_text(encoding="utf-8") == PROMPT + " more"
 
     other = make_window()
-    other.open_file(str(path))
+    other.files.open_file(str(path))
     assert other.editor.toPlainText() == PROMPT + " more"
     assert not other.editor.document().isModified()
 
@@ -349,7 +350,7 @@ def test_autosave_recovers_text_after_a_crash(qtbot, make_window, tmp_path, dial
 
     answers["question"] = QMessageBox.StandardButton.Yes
     restarted = make_window()
-    assert restarted.offer_recovery()
+    assert restarted.files.offer_recovery()
     assert restarted.editor.toPlainText() == "Text that must never be lost"
     assert restarted.editor.document().isModified()
     assert asked[-1][1] == "Recover unsaved text?"
@@ -370,7 +371,7 @@ def test_a_text_longer_than_the_context_drops_its_left_end(qtbot, make_window):
     ids = window.model.encode_prompt(text)
     dropped = len(ids) - (n - 5)
     assert dropped > 0
-    assert window.context_label.text() == f"context: {n}/{n} tokens ({dropped} dropped from the left)"
+    assert window.status.context_label.text() == f"context: {n}/{n} tokens ({dropped} dropped from the left)"
     # It completes the right end of the text, as the step API does on those ids.
     search = window.model.generator(do_sample=False, max_new_tokens=5, repetition_penalty=1.2, no_repeat_ngram_size=3)
     search.append_tokens(ids[dropped:])
@@ -396,7 +397,7 @@ def test_closing_mid_generation_stops_the_worker(qtbot, make_window):
     type_text(qtbot, window, PROMPT)
     window.complete_action.trigger()
     qtbot.waitUntil(lambda: len(window.tracker.spans) >= 1, timeout=30000)
-    threads = [thread for thread, _ in window._jobs]
+    threads = window.controller.jobs.threads()
     window.close()
     assert not window.isVisible()
     assert threads and all(thread.isFinished() for thread in threads)
@@ -412,7 +413,7 @@ def test_accepting_mid_stream_ends_the_worker_thread_at_once(qtbot, make_window)
     type_text(qtbot, window, PROMPT)
     window.complete_action.trigger()
     qtbot.waitUntil(lambda: len(window.tracker.spans) >= 1, timeout=30000)
-    thread = window._thread
+    [thread] = window.controller.jobs.threads()
     qtbot.keyClick(window.editor, Qt.Key.Key_Tab)
     assert thread.isFinished()
     assert not window.streaming and not window.tracker.pending

@@ -186,6 +186,7 @@ SENSIBLE = {  # per field, values of the right type and range (most of them vali
     "frequency_penalty": st.floats(-2, 2),
     "no_repeat_ngram_size": st.integers(0, 4) | st.just(10**30),
     "bad_words_ids": st.none() | st.lists(st.lists(TOKEN, min_size=1, max_size=3), max_size=3),
+    "sequence_bias": st.none() | st.lists(st.tuples(st.lists(TOKEN, min_size=1, max_size=3), st.floats(-100, 100)), max_size=3),
     "eos_token_id": st.none() | TOKEN | st.lists(TOKEN, max_size=3),
     "pad_token_id": st.none() | TOKEN,
     "bos_token_id": st.none() | TOKEN,
