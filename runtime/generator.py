@@ -41,6 +41,7 @@ class Generator(Search):
         self._slide_due = False  # _to_slide.any()
         self._pad = np.int64(config.pad)
         self._processors = processors.chain(config)
+        self._history = self.state.history()  # made once: it reads the state as processors ask
 
     def _started(self) -> None:
         rows = self.state.rows
@@ -50,7 +51,6 @@ class Generator(Search):
         self._ended_at = [None] * rows
         self.logprobs = [[] for _ in range(rows)]
         self._to_slide = np.zeros(rows, bool)
-        self._history = self.state.history()  # made once: it reads the state as processors ask
         if self.state.budget == 0:
             for row in range(rows):
                 self._finish_row(row, LENGTH)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from gpt2onnx.export.random_model import gpt2_tokenizer
 from gpt2onnx.runtime.detokenizer import REPLACEMENT, StreamDecoder
@@ -53,8 +53,21 @@ def test_any_token_sequence_streams_to_exactly_its_decoded_text(tokenizer, ids):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_any_text_round_trips_and_streams_clean(tokenizer, text):
+    assume(EOS_TEXT not in text)  # that text is the special token (below), which decoding leaves out
     ids = tokenizer.encode(text)
     assert tokenizer.decode(ids) == text
     deltas = stream(tokenizer, ids)
     assert "".join(deltas) == text
     assert not any(REPLACEMENT in d for d in deltas) or REPLACEMENT in text
+
+
+EOS_TEXT = "<|endoftext|>"
+
+
+def test_the_special_token_text_is_the_special_token_as_in_transformers(tokenizer):
+    """A prompt that spells <|endoftext|> gets the eos token, as GPT2TokenizerFast gives; its text is
+    left out when decoding (skip_special_tokens), kept by token_text. (Hypothesis tries literals
+    from the code, so it finds this text.)"""
+    ids = tokenizer.encode(f"a{EOS_TEXT}b")
+    assert 50256 in ids and tokenizer.decode(ids) == "ab"
+    assert tokenizer.token_text(50256) == EOS_TEXT
