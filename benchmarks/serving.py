@@ -38,6 +38,7 @@ LEVELS = (1, 4, 16, 64)
 REQUESTS_PER_CLIENT = 2  # at concurrency 1: 4 requests (see _requests)
 PROMPT_TOKENS, NEW_TOKENS, SLOTS = 32, 64, 16
 READY_S = 300
+STALL_S = 30  # seconds a stream may go without a byte before it counts as an error
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def servers(args, port: int) -> list[Server]:
         for gguf, name, precision in ((args.gguf_f32, "llama.cpp-f32", "fp32"), (args.gguf_q8, "llama.cpp-q8_0", "8-bit")):
             if gguf:
                 command = [args.llama_server, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-np", str(SLOTS),
-                           "-c", str(SLOTS * 1024), "-t", threads, "-tb", threads, "--no-webui"]
+                           "-c", str(SLOTS * 1024), "-t", threads, "-tb", threads, "--no-webui",
+                           "--threads-http", str(max(LEVELS) + 8)]  # one HTTP thread per streaming client, or they wait
                 out.append(Server(name, precision, command, {"ignore_eos": True}))
     return out
 
@@ -106,13 +108,14 @@ async def level(url: str, extra: dict, concurrency: int) -> dict:
                 results.append({"error": type(e).__name__})
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    # A stream silent for STALL_S counts as an error (llama-server 0c1e570 stopped answering at 64 clients here).
+    async with httpx.AsyncClient(timeout=httpx.Timeout(STALL_S), limits=limits) as client:
         start = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         wall = time.perf_counter() - start
     ok = [r for r in results if "error" not in r]
-    ttft = [1e3 * (r["stamps"][0] - r["start"]) for r in ok if r["stamps"]]
-    itl = [1e3 * (b - a) for r in ok for a, b in zip(r["stamps"], r["stamps"][1:])]
+    ttft = [1e3 * (r["stamps"][0] - r["start"]) for r in ok if r["stamps"]] or [float("nan")]
+    itl = [1e3 * (b - a) for r in ok for a, b in zip(r["stamps"], r["stamps"][1:])] or [float("nan")]
     return {
         "concurrency": concurrency, "requests": total, "errors": len(results) - len(ok),
         "tokens": sum(r["tokens"] for r in ok), "tok_s": sum(r["tokens"] for r in ok) / wall,
@@ -155,7 +158,8 @@ def measure(server: Server, port: int) -> list[dict]:
 
 def report(results: dict[str, list[dict]], precisions: dict[str, str], machine: str) -> tuple[str, list[str]]:
     lines = ["# gpt2onnx serving benchmark", "", f"`python -m benchmarks.serving`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {machine}", "",
-             f"{SLOTS} slots, prompt {PROMPT_TOKENS} random ids, {NEW_TOKENS} new tokens (greedy, forced), streaming, loopback.", "",
+             f"{SLOTS} slots, prompt {PROMPT_TOKENS} random ids, {NEW_TOKENS} new tokens (greedy, forced), streaming, loopback. "
+             f"An error is a non-200 answer or a stream silent for {STALL_S} s; tok/s counts the tokens of the requests that succeeded.", "",
              "| server | clients | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
     for name, levels in results.items():
         for f in levels:
@@ -168,8 +172,9 @@ def report(results: dict[str, list[dict]], precisions: dict[str, str], machine: 
         itl = fp32[16]["itl_p99_ms"] / fp32[1]["itl_p99_ms"]
         targets.append(f"{'PASS' if scale >= 4 else 'FAIL'}  fp32 aggregate tok/s at 16 clients / 1 client: {scale:.2f}x (target >= 4x)")
         targets.append(f"{'PASS' if itl <= 3 else 'FAIL'}  fp32 p99 inter-token latency at 16 / 1: {itl:.2f}x (target <= 3x)")
-    errors = sum(f["errors"] for levels in results.values() for f in levels if f["concurrency"] <= SLOTS + 256)
-    targets.append(f"{'PASS' if errors == 0 else 'FAIL'}  errors below the queue limit: {errors} (target 0)")
+    ours = [n for n in results if n.startswith("gpt2onnx")]  # every level stays under its --max-queue 256
+    errors = sum(f["errors"] for n in ours for f in results[n])
+    targets.append(f"{'PASS' if errors == 0 else 'FAIL'}  gpt2onnx errors below the queue limit: {errors} (target 0)")
     for ours in ("gpt2onnx-fp32", "gpt2onnx-int8"):
         theirs = next((n for n in results if n.startswith("llama.cpp") and precisions[n] == precisions[ours]), None)
         if ours in results and theirs:
@@ -190,12 +195,14 @@ def main() -> int:
     parser.add_argument("--gguf-f32", default=None)
     parser.add_argument("--gguf-q8", default=None)
     parser.add_argument("--only", default=None, help="comma-separated server names")
+    parser.add_argument("--report-only", action="store_true", help="rewrite serving.md from --out's serving.json")
     args = parser.parse_args()
     chosen = [s for s in servers(args, args.port) if args.only is None or s.name in args.only.split(",")]
-    results = {}
-    for server in chosen:
+    results = json.loads((Path(args.out) / "serving.json").read_text()) if args.report_only else {}
+    for i, server in enumerate([] if args.report_only else chosen):
         print(f"{server.name}:", flush=True)
-        results[server.name] = measure(server, args.port)
+        port = args.port + i  # a fresh port each: a stopped server's socket may linger
+        results[server.name] = measure(Server(server.name, server.precision, [str(port) if a == str(args.port) else a for a in server.command], server.extra), port)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown CPU")
     markdown, targets = report(results, {s.name: s.precision for s in chosen}, f"{cpu}, {os.cpu_count()} cores, {args.threads} threads per server.")
     out = Path(args.out)
