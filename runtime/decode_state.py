@@ -143,7 +143,7 @@ class DecodeState:
         if rows is None and not self._released:  # a flag, not three array ops per step: Python's cost per token
             self._feed_all = True
         else:
-            self.feed = (self.live if rows is None else rows) & self.live
+            self.feed = self.live.copy() if rows is None else rows & self.live
             self._feed_all = False
 
     def physical_rows(self, rows: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import contract, scoring
 from .config import GenerationConfig
+from .decode_state import check_prompts
 from .engine import Engine
 from .errors import ModelLoadError, UsageError, short
 from .manifest import inside, model_info, read_json, read_manifest, verify_files
@@ -232,6 +233,11 @@ class Model:
             logprob = float(tokens.sum())
             out.append(Score(text, len(tokens), logprob, scoring.perplexity(logprob, len(tokens)), tuple(tokens.tolist())))
         return out
+
+    def check_prompts(self, prompt_ids: list[list[int]]) -> None:
+        """Refuse (UsageError) prompts this model can't run: empty, ids outside the vocabulary,
+        longer than the context. A server checks before it queues a request."""
+        check_prompts(prompt_ids, self.info)
 
     def prompt_logprobs(self, ids: list[int], top_n: int = 0) -> list[TokenLogprobs]:
         """Each prompt token after the first: its log-probability given the ones before, with the

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from . import sampling
+from .decode_state import check_prompts
 from .errors import UsageError
 from .kv_cache import new_cache
 from .results import TokenLogprobs
@@ -116,18 +117,21 @@ def target_logprobs(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return picked - np.log(shifted.sum(axis=-1, dtype=np.float64))
 
 
-def window_logprobs(cache, window: Window, budget_bytes: int) -> np.ndarray:
-    """The window's counted tokens' log-probabilities, float64 [token_count], run in row 0 of `cache`.
-
-    Position p predicts the token at p + 1, so the counted tokens are predicted from
-    positions first - 1 .. len - 2; the last position predicts nothing and never runs.
-    """
-    ids = window.ids
+def chunked_logits(cache, ids: list[int], start: int, budget_bytes: int):
+    """Teacher-forced logits of `ids` in row 0 of `cache`, from position `start` on, in chunks that keep
+    under `budget_bytes`: (a, b, logits [b - a, vocab]), where row k predicts ids[a + 1 + k].
+    The last position predicts nothing and never runs."""
     step = max(1, budget_bytes // (cache.session.info.vocab_size * _FLOAT32_BYTES))  # positions per call
-    parts = []
-    for a in range(0, len(ids) - 1, step):
+    for a in range(start, len(ids) - 1, step):
         b = min(a + step, len(ids) - 1)
-        logits = cache.prefill(0, ids[a:b], start=a, last_only=False)  # [b - a, vocab]
+        yield a, b, cache.prefill(0, ids[a:b], start=a, last_only=False)
+
+
+def window_logprobs(cache, window: Window, budget_bytes: int) -> np.ndarray:
+    """The window's counted tokens' log-probabilities, float64 [token_count], run in row 0 of `cache`:
+    they are predicted from positions first - 1 .. len - 2."""
+    ids, parts = window.ids, []
+    for a, b, logits in chunked_logits(cache, ids, 0, budget_bytes):
         lo = max(window.first - 1, a)
         if lo < b:
             parts.append(target_logprobs(logits[lo - a :], np.asarray(ids[lo + 1 : b + 1])))  # [b - lo]
@@ -137,14 +141,9 @@ def window_logprobs(cache, window: Window, budget_bytes: int) -> np.ndarray:
 def prompt_logprobs(session: DecoderSession, ids: list[int], top_n: int) -> list[TokenLogprobs]:
     """Each token after the first, given the ones before it: its log-probability and the top_n
     alternatives there (OpenAI's completions with echo and logprobs). The ids fit the context."""
-    if len(ids) > session.info.n_positions:
-        raise UsageError(f"the prompt is {len(ids)} tokens but the model's context (n_positions) is {session.info.n_positions}: shorten the prompt")
-    cache = new_cache(session, 1, len(ids))
-    step = max(1, LOGITS_BUDGET_BYTES // (session.info.vocab_size * _FLOAT32_BYTES))
+    check_prompts([ids], session.info)
     out = []
-    for a in range(0, len(ids) - 1, step):
-        b = min(a + step, len(ids) - 1)
-        logits = cache.prefill(0, ids[a:b], start=a, last_only=False)  # [b - a, vocab]: predicts ids[a + 1 : b + 1]
+    for a, b, logits in chunked_logits(new_cache(session, 1, len(ids)), ids, 0, LOGITS_BUDGET_BYTES):
         chosen, top_ids, top_logp = sampling.logprobs(logits, np.asarray(ids[a + 1 : b + 1]), top_n)
         for k in range(b - a):
             out.append(TokenLogprobs(ids[a + 1 + k], float(chosen[k]), list(zip(top_ids[k].tolist(), top_logp[k].tolist()))))

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from gpt2onnx.runtime import UsageError
 
-from . import chat, responses
+from . import chat, errors, responses
 from .errors import ApiError
 from .protocol import ChatRequest, CompletionRequest, Job, choices, settings
 from .scheduler import Done, Failed, Prompt, Ticket, Tokens
@@ -48,7 +48,7 @@ def add(app: FastAPI, state, guarded: list) -> None:
         echo_texts = [texts[i // (group * repeat)] if body.echo else "" for i in range(len(prompts) * repeat * group)]
         request_id = responses.new_id("cmpl")
         if body.stream:
-            return _sse(_stream_completion(state, ticket, body, request_id, echo_texts, prompts, repeat, model), ticket)
+            return _sse(_stream_completion(state, ticket, body, request_id, echo_texts, prompts, repeat, model))
         done, prompt_logprobs = await _wait(ticket, request)
         out = []
         for i, sequence in enumerate(done.sequences):
@@ -76,7 +76,7 @@ def add(app: FastAPI, state, guarded: list) -> None:
         ticket = _submit(state, job, prompts)
         request_id = responses.new_id("chatcmpl")
         if body.stream:
-            return _sse(_stream_chat(state, ticket, body, request_id, model), ticket)
+            return _sse(_stream_chat(state, ticket, body, request_id, model))
         done, _ = await _wait(ticket, request)
         out = []
         for i, sequence in enumerate(done.sequences):
@@ -110,12 +110,7 @@ def _prompt_ids(model, prompt) -> list[list[int]]:
 def _job(state, model, body, prompts: list[list[int]], changes: dict, echo_logprobs: int | None) -> tuple[Job, int]:
     """The Job for a request, checked now: settings, token ids, context, slots."""
     config, repeat = choices(model.config(**changes), body.n)
-    info = model.info
-    for ids in prompts:
-        if any(not 0 <= t < info.vocab_size for t in ids):
-            raise ApiError(400, f"a prompt token id is outside the vocabulary [0, {info.vocab_size})", param="prompt")
-        if len(ids) > info.n_positions:
-            raise ApiError(400, f"the prompt is {len(ids)} tokens but the model's context (n_positions) is {info.n_positions}: shorten the prompt", param="prompt")
+    model.check_prompts(prompts)  # empty, ids outside the vocabulary, longer than the context: 400
     rows = len(prompts) * repeat * max(config.num_return_sequences, config.num_beams)
     if rows > state.options.slots:
         raise ApiError(400, f"this request needs {rows} slots (prompts x n or beams) but the server has {state.options.slots}: send fewer prompts or start the server with more --slots")
@@ -147,13 +142,14 @@ async def _wait(ticket: Ticket, request: Request) -> tuple[Done, list | None]:
         elif isinstance(event, Done):
             return event, prompt_logprobs
         elif isinstance(event, Failed):
-            _raise(event.error)
+            raise _api_error(event.error)
 
 
-def _raise(error: Exception):
+def _api_error(error: Exception) -> ApiError:
+    """What a failure in the scheduler tells the client."""
     if isinstance(error, UsageError):
-        raise ApiError(400, str(error).splitlines()[0])
-    raise ApiError(500, f"generation failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", "server_error")
+        return ApiError(400, str(error).splitlines()[0])
+    return ApiError(500, f"generation failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", "server_error")
 
 
 def _records(sequence) -> list:
@@ -168,7 +164,7 @@ def _add_prompt(log, ids: list[int], records) -> None:
         log.add(token, record)
 
 
-def _sse(events, ticket: Ticket) -> StreamingResponse:
+def _sse(events) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -184,10 +180,8 @@ async def _events(ticket: Ticket):
             event = await ticket.events.get()
             if isinstance(event, Failed):
                 finished = True
-                try:
-                    _raise(event.error)
-                except ApiError as e:
-                    yield {"error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}}
+                e = _api_error(event.error)
+                yield errors.body(e.status, e.message, e.kind, e.param, e.code)
                 return
             yield event
             if isinstance(event, Done):
