@@ -13,10 +13,10 @@ $(BIN)/.installed-runtime: pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable .
 	touch $@
 
-# Everything the tests need: the runtime, the pinned exporter stack, PySide6, the server, pytest.
+# Everything the tests need: the runtime, the pinned exporter stack, PySide6, the server, Ray Serve, pytest.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[export,desktop,serve,test]'
+	$(BIN)/python -m pip install --quiet --editable '.[export,desktop,serve,ray,test]'
 	touch $@ $(BIN)/.installed-runtime
 
 # The main job on the shipped default model (a small GPT-2 trained on fortune

@@ -14,6 +14,14 @@ requests join and leave one running batch. Install with
     errors.py     OpenAI's error shape, body-size limit, request counter
     metrics.py    Prometheus metrics
     command.py    the command: flags, safety checks, uvicorn
+    model_source.py  a model folder, or an archive URI fetched once per node
+
+On Ray Serve (`pip install 'gpt2onnx[ray]'`), the same app on many replicas:
+
+    ray_app.py      the application builder (`serve run gpt2onnx.serve.ray_app:build`)
+    ray_command.py  `gpt2onnx serve --ray`
+    ray_proxy.py    Ray's proxy errors in OpenAI's shape
+    ray-serve.yaml, rayservice.yaml   example configs (`serve deploy`, KubeRay)
 """
 
 from .command import add_arguments  # argparse only: FastAPI loads when the server runs

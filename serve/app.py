@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .protocol import DetokenizeRequest, TokenizeRequest
 from .scheduler import Scheduler
 
 log = logging.getLogger("gpt2onnx.serve")
+REPLICA_HEADER = "x-gpt2onnx-replica"
 ENDPOINTS = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/tokenize", "/detokenize"}
 
 
@@ -43,30 +45,36 @@ class ServeOptions:
     provider: str = "auto"  # onnxruntime provider: auto, cpu or cuda
     threads: int | None = None  # onnxruntime intra-op threads (None: its default)
     max_body_bytes: int = 1 << 20  # larger request bodies get 413
+    wait_for_model: bool = False  # load before taking requests, raising if it fails (Ray replicas)
+    replica: str | None = None  # named in the X-Gpt2onnx-Replica header and /health (Ray replicas)
 
 
 class State:
     """What the routes share: the options, and the model and scheduler once loaded."""
 
-    def __init__(self, options: ServeOptions, on_fatal: Callable[[str], None] | None):
-        self.options, self.on_fatal = options, on_fatal
+    def __init__(self, options: ServeOptions, on_fatal: Callable[[str], None] | None, model: Model | None = None):
+        self.options, self.on_fatal, self.loaded = options, on_fatal, model
         self.metrics = Metrics()
         self.model: Model | None = None
         self.scheduler: Scheduler | None = None
 
     def load(self) -> None:
+        """Load the model and start the scheduler; raises Gpt2OnnxError."""
+        model = self.loaded if self.loaded is not None else load(self.options.model, provider=self.options.provider, threads=self.options.threads)
+        scheduler = Scheduler(model, self.options.slots, self.options.max_queue, self.metrics)
+        scheduler.start()
+        self.model, self.scheduler = model, scheduler
+        log.info("model loaded: %s on %s, %d slots", model.folder, model.provider, self.options.slots)
+
+    def load_in_background(self) -> None:
+        """load(), telling on_fatal (or the log) instead of raising: /health stays 503."""
         try:
-            model = load(self.options.model, provider=self.options.provider, threads=self.options.threads)
-            scheduler = Scheduler(model, self.options.slots, self.options.max_queue, self.metrics)
+            self.load()
         except Gpt2OnnxError as e:
             if self.on_fatal:  # the command prints it and exits
                 self.on_fatal(str(e).splitlines()[0])
             else:
                 log.error("gpt2onnx: error: %s", str(e).splitlines()[0])
-            return
-        scheduler.start()
-        self.model, self.scheduler = model, scheduler
-        log.info("model loaded: %s on %s, %d slots", model.folder, model.provider, self.options.slots)
 
     def ready(self) -> tuple[Model, Scheduler]:
         if self.scheduler is None:
@@ -78,13 +86,37 @@ class State:
             raise ApiError(404, f"model {name!r} is not served here: use {self.options.model_id!r} (GET /v1/models)", param="model", code="model_not_found")
 
 
-def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
-    """The app; `on_fatal` is called (with a one-line message) if the model fails to load."""
-    state = State(options, on_fatal)
+class NameReplica:
+    """ASGI middleware: every response names the replica that made it (X-Gpt2onnx-Replica)."""
+
+    def __init__(self, app, replica: str):
+        self.app, self.header = app, (REPLICA_HEADER.encode(), replica.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, named)
+
+
+def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = None, model: Model | None = None) -> FastAPI:
+    """The app; `on_fatal` is called (with a one-line message) if the model fails to load.
+    `model`, when given, is options.model already loaded (a Ray replica loads it in its
+    constructor, where a failure reaches Ray's deployment status)."""
+    state = State(options, on_fatal, model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loading = asyncio.get_running_loop().run_in_executor(None, state.load)
+        if options.wait_for_model:  # a failure raises here, and the replica fails with its message
+            await asyncio.get_running_loop().run_in_executor(None, state.load)
+            loading = asyncio.sleep(0)
+        else:
+            loading = asyncio.get_running_loop().run_in_executor(None, state.load_in_background)
         yield
         await loading
         if state.scheduler is not None:
@@ -95,6 +127,8 @@ def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = N
     errors.install(app)
     app.add_middleware(errors.CountRequests, metrics=state.metrics, endpoints=ENDPOINTS)
     app.add_middleware(errors.BodyLimit, limit=options.max_body_bytes)
+    if options.replica is not None:
+        app.add_middleware(NameReplica, replica=options.replica)
 
     def authorized(request: Request) -> None:
         key = options.api_key
@@ -111,7 +145,8 @@ def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = N
     async def health():
         if state.scheduler is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ok", "model": options.model_id, "slots": options.slots}
+        alive = {"status": "ok", "model": options.model_id, "slots": options.slots}
+        return alive if options.replica is None else {**alive, "replica": options.replica, "pid": os.getpid()}
 
     @app.get("/metrics")
     async def metrics():

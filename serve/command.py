@@ -16,9 +16,10 @@ import logging
 import os
 import signal
 import socket
-from pathlib import Path
 
 from gpt2onnx.runtime.errors import Gpt2OnnxError, ModelLoadError, UsageError
+
+from . import model_source
 
 API_KEY_ENV = "GPT2ONNX_API_KEY"
 LOOPBACK_NAMES = ("localhost",)
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure-no-api-key", action="store_true", help="listen beyond loopback without an API key: anyone who reaches the port may use it")
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto", help="onnxruntime provider (default auto)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="onnxruntime threads (default: its own choice)")
+    ray = parser.add_argument_group("Ray Serve (pip install 'gpt2onnx[ray]')")
+    ray.add_argument("--ray", action="store_true", help="deploy on Ray Serve: a local Ray instance, or the cluster at --ray-address")
+    ray.add_argument("--replicas", type=int, default=1, metavar="N", help="with --ray: replicas, each with its own engine and --threads CPUs (default 1)")
+    ray.add_argument("--autoscale", metavar="MIN:MAX", default=None, help="with --ray: scale between MIN and MAX replicas on ongoing requests per slot")
+    ray.add_argument("--ray-address", metavar="ADDR", default=None, help="with --ray: join this Ray cluster (e.g. 10.0.0.1:6379 or auto) instead of starting one")
     parser.add_argument("--grace", type=float, default=30.0, metavar="S", help="on SIGTERM, seconds running requests may take to finish (default 30)")
 
 
@@ -59,6 +65,14 @@ def _check(args: argparse.Namespace, api_key: str | None) -> None:
             f"refusing to listen on {args.host} without an API key: pass --api-key KEY (or set {API_KEY_ENV}), "
             "or --insecure-no-api-key to let anyone who reaches the port use it"
         )
+    if not args.ray:
+        given = [flag for flag, value in (("--replicas", args.replicas != 1), ("--autoscale", args.autoscale), ("--ray-address", args.ray_address)) if value]
+        if given:
+            raise UsageError(f"{given[0]} needs --ray: add --ray to deploy on Ray Serve")
+    elif args.port == 0:
+        raise UsageError("--ray needs a fixed --port: every node's Ray proxy listens on it")
+    elif args.autoscale is not None and args.replicas != 1:
+        raise UsageError("--replicas and --autoscale exclude each other: give a fixed count or a MIN:MAX range")
     missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(f"the server needs {', '.join(missing)}: pip install 'gpt2onnx[serve]'")
@@ -81,15 +95,20 @@ def run(args: argparse.Namespace) -> int:
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     _check(args, api_key)
-    read_defaults(args.model)  # a bad folder fails here, before anything listens
+    model_id = args.model_id or model_source.model_id(args.model)
+    logging.basicConfig(format="gpt2onnx serve: %(message)s")
+    logging.getLogger("gpt2onnx.serve").setLevel(logging.INFO)
+    if args.ray:
+        from . import ray_command
+
+        return ray_command.run(args, api_key, model_id)
+    folder = model_source.resolve(args.model)  # a URI is fetched into the cache once
+    read_defaults(folder)  # a bad folder fails here, before anything listens
     import uvicorn
 
     from .app import ServeOptions, create_app
 
-    model_id = args.model_id or ("gpt2onnx-default" if args.model is None else Path(args.model).resolve().name)
-    options = ServeOptions(args.model, model_id, args.slots, args.max_queue, api_key, args.provider, args.threads)
-    logging.basicConfig(format="gpt2onnx serve: %(message)s")
-    logging.getLogger("gpt2onnx.serve").setLevel(logging.INFO)
+    options = ServeOptions(folder, model_id, args.slots, args.max_queue, api_key, args.provider, args.threads)
     sock = _bind(args.host, args.port)
     fatal: list[str] = []
     server = uvicorn.Server(uvicorn.Config(None, log_level="warning", access_log=False, timeout_graceful_shutdown=args.grace))

@@ -94,6 +94,11 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The thread is stepping (a health check: False means restart the server)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Cancel what is left and end the thread."""
         with self._wake:
