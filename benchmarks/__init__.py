@@ -12,6 +12,7 @@ T threads (default: every core):
   `model.run(...)` and its Run's `deltas()` (search, detokenizer, stop strings);
 - gpt2onnx-int8: `gpt2onnx export --int8` (export_model(..., plan=GraphPlan(weights="int8"))),
   run the same way;
+- gpt2onnx-int4: `gpt2onnx export --int4` (MatMulNBits, 4 bits in blocks of 32), run the same way;
 - optimum: Optimum's plain export (main_export, task text-generation-with-past)
   run by ORTModelForCausalLM.generate, intra_op_num_threads=T;
 - transformers: GPT2LMHeadModel.generate (PyTorch, use_cache, inference_mode,

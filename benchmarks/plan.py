@@ -14,9 +14,9 @@ from dataclasses import dataclass
 # The contenders' names (keys of speed.json, values of --contenders). The classes
 # live in benchmarks/contenders/; these names are here because the ratio pairs
 # and the targets below compare those four in particular.
-FP32, INT8, OPTIMUM, TRANSFORMERS = "gpt2onnx-fp32", "gpt2onnx-int8", "optimum", "transformers"
+FP32, INT8, INT4, OPTIMUM, TRANSFORMERS = "gpt2onnx-fp32", "gpt2onnx-int8", "gpt2onnx-int4", "optimum", "transformers"
 # (ours, peer) pairs of the ratio table.
-PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32))
+PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32), (INT4, TRANSFORMERS), (INT4, INT8))
 
 # A contender process during which other processes took more than this share of
 # the CPU ran on a busy machine: the report says its figures are not reliable.

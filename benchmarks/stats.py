@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .contenders import OURS
-from .plan import AGREEMENT_PROMPTS, FP32, INT8, OPTIMUM, OURS_ONLY, PAIRS, TRANSFORMERS, Plan, metrics
+from .plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, OPTIMUM, OURS_ONLY, PAIRS, TRANSFORMERS, Plan, metrics
 
 
 def spread(values: list[float]) -> dict:
@@ -127,12 +127,12 @@ def agreement(side: Path) -> dict | None:
 def same_work(runs: dict[str, list[dict]]) -> dict:
     """Whether the fp32 contenders made the same tokens as transformers (greedy batch 1, and the best beam):
     the same weights and the same search should, so the timings compare the same work. (int8
-    is compared with fp32 in agreement().)"""
+    is compared with fp32 in agreement(); int4's quality is benchmarks/quality.py's.)"""
     reference = next((r for r in runs.get(TRANSFORMERS, []) if "error" not in r), None)
     out = {}
     for name, repeats in runs.items():
         good = [r for r in repeats if "error" not in r]
-        if reference is None or name in (TRANSFORMERS, INT8) or not good:
+        if reference is None or name in (TRANSFORMERS, INT8, INT4) or not good:
             continue
         out[name] = {k: all(r[k] == reference[k] for r in good) for k in ("decode_tokens", "beam_tokens")}
     return out

@@ -34,6 +34,13 @@ def add_parser(subparsers) -> None:
         help="int8 weights (onnxruntime dynamic quantization): about 4x smaller and faster on CPU",
     )
     parser.add_argument(
+        "--int4",
+        action="store_const",
+        const="int4",
+        dest="weights",
+        help="4-bit weights in blocks of 32 (onnxruntime's MatMulNBits): about 7x smaller matrices, for CPU",
+    )
+    parser.add_argument(
         "--float16", action="store_const", const="float16", dest="weights", help="float16 weights, KV cache and logits: for CUDA"
     )
     parser.add_argument(

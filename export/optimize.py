@@ -1,7 +1,8 @@
 """From Optimum's validated graph to the graph gpt2onnx ships: rebuilt around
 GroupQueryAttention (fast_graph.py), fused by onnxruntime's transformer
-optimizer, then optionally int8 (onnxruntime's dynamic quantization) or
-float16 (onnxruntime's float16 converter, for CUDA).
+optimizer, then optionally int8 (onnxruntime's dynamic quantization), int4
+(onnxruntime's block-wise MatMulNBits quantizer) or float16 (onnxruntime's
+float16 converter, for CUDA).
 
 Order matters, as onnxruntime's own notes say: build -> fuse -> quantize. The
 fused graph holds contrib ops the quantizer doesn't know, so it is told their
@@ -27,7 +28,7 @@ class GraphPlan:
     """What `gpt2onnx export` writes as model.onnx."""
 
     graph: str = "gqa"  # "gqa": GroupQueryAttention with an in-place KV cache; "optimum": Optimum's graph as exported
-    weights: str = "float32"  # "float32", "int8" (CPU) or "float16" (CUDA)
+    weights: str = "float32"  # "float32", "int8" or "int4" (CPU), or "float16" (CUDA)
 
 
 def fuse(model, config: dict):
@@ -79,6 +80,29 @@ def quantize_int8(fused: Path):
     return onnx.load(str(dst))
 
 
+NBITS_BLOCK = 32  # weights per scale along K: llama.cpp's q4_0 and q8_0 blocks
+NBITS_ACCURACY = 4  # MatMulNBits' accuracy_level 4: activations quantized to int8 per block, int8 dot products on x86
+
+
+def quantize_nbits(fused: Path, bits: int):
+    """Weight-only block-wise quantization of every MatMul with a constant weight, the output
+    layer included (onnxruntime's MatMulNBitsQuantizer): `bits`-bit symmetric weights, one
+    float32 scale per NBITS_BLOCK weights along K. LayerNorms, attention and the embeddings
+    stay float32. Like quantize_int8, it reads `fused` itself."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=NBITS_BLOCK, is_symmetric=True, accuracy_level=NBITS_ACCURACY, bits=bits, op_types_to_quantize=("MatMul",))
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # it logs every node it quantizes
+    try:
+        quantizer = MatMulNBitsQuantizer(str(fused), bits=bits, block_size=NBITS_BLOCK, is_symmetric=True,
+                                         accuracy_level=NBITS_ACCURACY, op_types_to_quantize=("MatMul",), algo_config=config)
+        quantizer.process()
+    finally:
+        root.setLevel(level)
+    return quantizer.model.model
+
+
 def to_float16(model):
     """Weights, activations, the KV cache and the logits in float16 (onnxruntime's converter),
     for CUDA, where GroupQueryAttention runs in float16 only."""
@@ -94,16 +118,17 @@ def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
     if plan.graph == "optimum":
         return contract.CONCAT_KV
     path = folder / contract.MODEL_FILE
-    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=plan.weights == "int8")
+    quantized = plan.weights in ("int8", "int4")  # the quantizers take the output layer as a MatMul by a constant
+    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=quantized)
     model = fuse(model, config)
     fast_graph.attach_matrices(model, matrices)
-    if plan.weights == "int8":
-        with tempfile.TemporaryDirectory(prefix="gpt2onnx-int8-") as tmp:
+    if quantized:
+        with tempfile.TemporaryDirectory(prefix=f"gpt2onnx-{plan.weights}-") as tmp:
             fused = Path(tmp) / contract.MODEL_FILE
             save_onnx(model, fused)
             del model
             gc.collect()
-            model = quantize_int8(fused)
+            model = quantize_int8(fused) if plan.weights == "int8" else quantize_nbits(fused, 4)
     elif plan.weights == "float16":
         model = to_float16(model)
     model.ir_version = fast_graph.IR_VERSION

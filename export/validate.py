@@ -26,7 +26,8 @@ DEFAULT_ATOL = 1e-3  # float32: max abs logit difference accepted; random-init G
 # int8 and float16 round every weight, so their drift scales with the logits: the bound is a
 # fraction of the largest |logit| PyTorch gives on PROMPTS. It catches a broken graph (off
 # by whole logits); the real drift and how often the top token agrees are in the report.
-RELATIVE_TOLERANCE = {"float16": 0.01, "int8": 0.1}
+# int4 measured 25% of the scale on the random 124M checkpoint (its logits span only ~2.8).
+RELATIVE_TOLERANCE = {"float16": 0.01, "int8": 0.1, "int4": 0.5}
 
 
 def default_atol(weights: str, logit_scale: float) -> float:

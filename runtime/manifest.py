@@ -23,7 +23,7 @@ from . import contract, external_data
 from .errors import ModelLoadError, short
 
 DTYPES = ("float32", "float16")  # element types an export's logits and KV cache may have
-WEIGHTS = ("float32", "float16", "int8")  # how an export's weights may be stored
+WEIGHTS = ("float32", "float16", "int8", "int4")  # how an export's weights may be stored
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ModelInfo:
     bos_token_id: int | None  # the same token for GPT-2
     dtype: str  # element type of logits and the KV cache, e.g. "float32"
     kv_cache: str = contract.CONCAT_KV  # the graph's KV layout: "shared" (in-place buffers) or "concat" (Optimum's)
-    weights: str = "float32"  # how the weights are stored: "float32", "float16" or "int8" (dynamic quantization)
+    weights: str = "float32"  # how the weights are stored: "float32", "float16", "int8" (dynamic quantization) or "int4" (MatMulNBits)
 
     @property
     def head_dim(self) -> int:

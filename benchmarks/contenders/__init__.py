@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from .base import Contender, Trace
 from .hf import Optimum, Transformers
-from .ours import Gpt2onnxFp32, Gpt2onnxInt8
+from .ours import Gpt2onnxFp32, Gpt2onnxInt4, Gpt2onnxInt8
 
-REGISTRY: dict[str, type[Contender]] = {c.name: c for c in (Gpt2onnxFp32, Gpt2onnxInt8, Optimum, Transformers)}
+REGISTRY: dict[str, type[Contender]] = {c.name: c for c in (Gpt2onnxFp32, Gpt2onnxInt8, Gpt2onnxInt4, Optimum, Transformers)}
 NAMES = tuple(REGISTRY)
 OURS = tuple(name for name, c in REGISTRY.items() if c.ours)
 LABELS = {name: c.label for name, c in REGISTRY.items()}

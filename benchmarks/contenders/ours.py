@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plan import AGREEMENT_PROMPTS, FP32, INT8, Plan
+from ..plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, Plan
 from .base import Contender, Trace
 from .onnx_weights import weight_bytes
 
@@ -113,17 +113,29 @@ class Gpt2onnxFp32(Contender):
         figures["load_noverify_s"] = time.perf_counter() - start
 
 
-class Gpt2onnxInt8(Gpt2onnxFp32):
-    """`gpt2onnx export --int8`: int8 weights, run the same way."""
+class _Quantized(Gpt2onnxFp32):
+    """An export with quantized weights (`precision`: GraphPlan's weights), run the same way as float32."""
 
-    name, label = INT8, "gpt2onnx int8"
+    precision = ""
 
     @classmethod
     def export_options(cls) -> dict:
         from gpt2onnx.export.optimize import GraphPlan
 
-        return {"plan": GraphPlan(weights="int8")}
+        return {"plan": GraphPlan(weights=cls.precision)}
 
     @classmethod
     def cache_key(cls, checkpoint_key: dict) -> dict:
-        return {**super().cache_key(checkpoint_key), "int8": True}
+        return {**super().cache_key(checkpoint_key), cls.precision: True}
+
+
+class Gpt2onnxInt8(_Quantized):
+    """`gpt2onnx export --int8`: int8 weights (dynamic quantization)."""
+
+    name, label, precision = INT8, "gpt2onnx int8", "int8"
+
+
+class Gpt2onnxInt4(_Quantized):
+    """`gpt2onnx export --int4`: 4-bit MatMulNBits weights."""
+
+    name, label, precision = INT4, "gpt2onnx int4", "int4"
