@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .contenders import REGISTRY
+from .contenders import REGISTRY, Unavailable
 from .plan import Plan
 
 
@@ -43,8 +43,9 @@ def versions(*names: str) -> dict:
     return package_versions(names)
 
 
-def build_models(work: Path, plan: Plan, names: list[str]) -> tuple[dict[str, Path], dict]:
-    """The checkpoint and each named contender's model; returns (folders by contender, build seconds or None if cached)."""
+def build_models(work: Path, plan: Plan, names: list[str]) -> tuple[dict[str, Path], dict, dict]:
+    """The checkpoint and each named contender's model; returns (folders by contender, build seconds
+    or None if cached, {contender: why it can't run here} for those left out)."""
     cache = Cache(work)
     # Every package an export's output could depend on: an upgrade rebuilds everything.
     pkg = versions("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime-gpu", "onnxruntime", "accelerate")
@@ -55,12 +56,16 @@ def build_models(work: Path, plan: Plan, names: list[str]) -> tuple[dict[str, Pa
 
         make_random_gpt2(folder, seed=0, **plan.shape)
 
-    seconds, folders = {}, {}
+    seconds, folders, unavailable = {}, {}, {}
     checkpoint, seconds["checkpoint"] = cache.get("checkpoint", checkpoint_key, make_checkpoint)
     for name in names:
         contender = REGISTRY[name]
         if not contender.builds:
             folders[name] = checkpoint
             continue
-        folders[name], seconds[name] = cache.get(name, contender.cache_key(checkpoint_key), lambda folder, c=contender: c.build(checkpoint, folder))
-    return folders, seconds
+        try:
+            folders[name], seconds[name] = cache.get(name, contender.cache_key(checkpoint_key), lambda folder, c=contender: c.build(checkpoint, folder))
+        except Unavailable as e:  # llama.cpp where it can't be built: say why and go on
+            unavailable[name] = str(e)
+            print(f"  {name}: left out: {e}", flush=True)
+    return folders, seconds, unavailable

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 # live in benchmarks/contenders/; these names are here because the ratio pairs
 # and the targets below compare those four in particular.
 FP32, INT8, INT4, OPTIMUM, TRANSFORMERS = "gpt2onnx-fp32", "gpt2onnx-int8", "gpt2onnx-int4", "optimum", "transformers"
+LLAMA_F32, LLAMA_F16, LLAMA_Q8, LLAMA_Q4 = "llama.cpp-f32", "llama.cpp-f16", "llama.cpp-q8_0", "llama.cpp-q4_0"
+# gpt2onnx and the llama.cpp format of the same precision.
+SAME_PRECISION = ((FP32, LLAMA_F32), (INT8, LLAMA_Q8), (INT4, LLAMA_Q4))
 # (ours, peer) pairs of the ratio table.
-PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32), (INT4, TRANSFORMERS), (INT4, INT8))
+PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32), (INT4, TRANSFORMERS), (INT4, INT8), *SAME_PRECISION)
 
 # A contender process during which other processes took more than this share of
 # the CPU ran on a busy machine: the report says its figures are not reliable.
@@ -41,7 +44,7 @@ class Plan:
     prompt_tokens: int = 32  # decode, batch and beam prompts
     new_tokens: int = 128  # decode and batch runs
     long_prompt: int = 512  # the second TTFT prompt (one of `contexts`)
-    contexts: tuple[int, ...] = (64, 256, 512, 768, 1000)  # per-token latency; the plot's x axis
+    contexts: tuple[int, ...] = (64, 256, 512, 768, 896, 1000)  # per-token latency; the plot's x axis (896: llama-bench's long depth)
     latency_steps: int = 8  # timed steps per context
     batch: int = 8
     beams: int = 4

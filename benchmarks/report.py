@@ -50,6 +50,8 @@ def header(report: dict, plan: Plan) -> list[str]:
             f"- other processes used {100 * busy['median']:.0f}% ({100 * busy['min']:.0f}–{100 * busy['max']:.0f}%) of the machine's CPU "
             f"during the contender processes (hypervisor steal included)" + (": **the machine was busy; these figures are not reliable**" if busy["max"] > BUSY else "")
         )
+    for name, why in (report.get("unavailable") or {}).items():
+        lines.append(f"- {name} left out: {why}")
     same = report["same_tokens_as_transformers"]
     if same:
         lines.append("- same tokens as transformers (greedy, best beam): " + ", ".join(

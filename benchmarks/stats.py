@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .contenders import OURS
-from .plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, OPTIMUM, OURS_ONLY, PAIRS, TRANSFORMERS, Plan, metrics
+from .plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, LLAMA_Q8, OPTIMUM, OURS_ONLY, PAIRS, SAME_PRECISION, TRANSFORMERS, Plan, metrics
 
 
 def spread(values: list[float]) -> dict:
@@ -79,7 +79,7 @@ class Target:
         return f"{self.status}  {self.text}: {shown} (target {'>=' if self.at_least else '<='} {self.bound:g}{self.unit})"
 
 
-def targets(summary: dict, ratios: dict, plan: Plan) -> list[Target]:
+def targets(summary: dict, ratios: dict, plan: Plan, weights: dict | None = None) -> list[Target]:
     """The issue's targets, in report order; a figure not measured gives SKIP."""
 
     def med(name, key):
@@ -100,7 +100,33 @@ def targets(summary: dict, ratios: dict, plan: Plan) -> list[Target]:
     out += [Target(f"{short[n]} decode at ctx 64 / memory-bandwidth bound", med(n, "bandwidth_fraction_ctx64"), 0.8, True) for n in OURS]
     out += [Target(f"{short[n]} Python overhead per token", med(n, "python_overhead_ms"), 0.3, False, " ms") for n in OURS]
     out += [Target(f"{short[n]} batch {plan.batch} aggregate / batch 1 decode", med(n, "batch_speedup"), 4.0, True) for n in OURS]
+    out += llama_targets(summary, ratio, plan, med)
+    out += [Target(f"{short[n]} RSS added by load / weight bytes", _load_share(summary, weights, n), 1.2, False) for n in OURS if weights and n in weights]
     return out
+
+
+def llama_targets(summary: dict, ratio, plan: Plan, med) -> list[Target]:
+    """Against llama.cpp at equal precision (issue 16), where llama.cpp ran: per-token latency at
+    context 64 and 896 and the 512-token prefill no slower (ours / theirs <= 1), and int8's
+    latency growth with context no worse than q8_0's."""
+    out = []
+    for ours, theirs in SAME_PRECISION:
+        if theirs not in summary:
+            continue
+        pair, a, b = f"{ours}/{theirs}", ours.split("-")[1], theirs.split("-")[1]
+        for c in (64, 896):
+            if c in plan.contexts:
+                out.append(Target(f"{a} per-token latency at ctx {c} / llama.cpp {b}", ratio(pair, f"latency_ctx{c}_ms"), 1.0, False))
+        out.append(Target(f"{a} prefill of {plan.long_prompt} / llama.cpp {b}", ratio(pair, f"ttft_{plan.long_prompt}_ms"), 1.0, False))
+    if LLAMA_Q8 in summary and (q8 := med(LLAMA_Q8, "latency_ratio_last_first")) is not None:
+        last, first = plan.contexts[-1], plan.contexts[0]
+        out.append(Target(f"int8 latency ctx {last} / ctx {first} against llama.cpp q8_0's", med(INT8, "latency_ratio_last_first"), q8, False))
+    return out
+
+
+def _load_share(summary: dict, weights: dict, name: str) -> float | None:
+    added = summary.get(name, {}).get("load_rss_mb", {}).get("median")
+    return None if added is None else added * 2**20 / weights[name]["stored_bytes"]
 
 
 def agreement(side: Path) -> dict | None:

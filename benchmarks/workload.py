@@ -46,6 +46,9 @@ def measure(name: str, folder: str, threads: int, plan: Plan, side: Path | None)
     """The whole workload of one contender in this process; returns its figures."""
     runner = REGISTRY[name](folder, threads)
     figures: dict = {"contender": name, "pid": os.getpid(), "loadavg_start": os.getloadavg()[0]}
+    own = runner.own_workload(plan)
+    if own is not None:
+        return {**figures, **own, "loadavg_end": os.getloadavg()[0]}
     start = time.perf_counter()
     runner.imports()
     figures["import_s"] = time.perf_counter() - start

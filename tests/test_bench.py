@@ -11,6 +11,7 @@ when matplotlib is missing.
 from __future__ import annotations
 
 import json
+import os
 import math
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def test_quick_benchmark_reports_ratios_and_targets(quick_report):
         ratio = report["ratios"][f"gpt2onnx-fp32/{peer}"]["decode_tok_s"]
         assert positive(ratio["median"]) and ratio["min"] <= ratio["median"] <= ratio["max"]
     statuses = {t["text"]: t["status"] for t in report["targets"]}
-    assert len(statuses) == 14 and set(statuses.values()) <= {"PASS", "FAIL"}  # every contender ran: no SKIP
+    assert len(statuses) == 17 and set(statuses.values()) <= {"PASS", "FAIL"}  # every contender ran: no SKIP
     agreement = report["int8_agreement"]
     assert agreement and all(isinstance(p["equal"], bool) for p in agreement["prompts"])
     assert math.isfinite(agreement["max_abs_logprob_diff"])
@@ -106,3 +107,17 @@ def test_generate_json_timing_is_honest(exports, capsys):
         signal.signal(signal.SIGTERM, handler)
     timing = json.loads(capsys.readouterr().out)["timing"]
     assert timing["new_tokens"] == 15 and timing["steps"] == 5
+
+
+def test_llama_cpp_left_out_with_its_reason_where_it_cannot_run(tmp_path):
+    """Where llama.cpp's tools are missing, the run says why and goes on with the others."""
+    empty = tmp_path / "no-llama"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(SPEED), "--quick", "--contenders", "gpt2onnx-fp32,llama.cpp-q4_0", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "GPT2ONNX_LLAMA_CPP_BIN": str(empty)},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "speed.json").read_text())
+    assert report["contenders"] == ["gpt2onnx-fp32"] and "lacks llama-bench" in report["unavailable"]["llama.cpp-q4_0"]
+    assert "llama.cpp-q4_0: left out" in result.stdout

@@ -94,6 +94,11 @@ class Contender:
         equal lengths), forced to exactly `new_tokens` new tokens (no early eos)."""
         raise NotImplementedError
 
+    def own_workload(self, plan: Plan) -> dict | None:
+        """Figures measured by the runtime's own benchmark tool instead of workload.py's calls
+        (llama.cpp's llama-bench), under workload.py's names; None: run the workload."""
+        return None
+
     def extra(self, plan: Plan, figures: dict, side: Path | None) -> None:
         """After the timed workload: add this contender's own figures; write side files under
         `side` when given (the parent compares them across contenders)."""
