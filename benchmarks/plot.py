@@ -18,7 +18,7 @@ def plot(report: dict, plan: Plan, path: Path) -> None:
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=120)
     for name in NAMES:
         s = report["summary"].get(name)
         if not s or f"decode_tok_s_ctx{plan.contexts[0]}" not in s:
@@ -33,7 +33,7 @@ def plot(report: dict, plan: Plan, path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.set_title(f"GPT-2 124M shape, {m['cpu']}, {m['threads']} threads", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: nine lines would hide under it
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
