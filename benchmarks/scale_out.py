@@ -31,33 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 
 from .machine import machine
-from .serving import level
+from .serving import level, wait_ready
 
 NEW_TOKENS, SLOTS, CLIENTS, ROUNDS = 128, 8, 16, 2
-READY_S = 300
 TARGET_RPS = (10, 100, 1000)
 ITL_P99_MS = 100.0  # the capacity table's latency target: every stream gets >= 10 tokens/s at p99
 DEPLOYMENTS = {"serve": [], "ray-1": ["--ray", "--replicas", "1"], "ray-2": ["--ray", "--replicas", "2"]}
-
-
-def _ready(base: str, replicas: int, proc: subprocess.Popen) -> None:
-    """Until /health answers 200 from `replicas` distinct replicas (one, without Ray)."""
-    seen: set = set()
-    deadline = time.monotonic() + READY_S
-    while len(seen) < replicas:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the deployment exited ({proc.returncode}) or did not come up in {READY_S} s")
-        try:
-            r = httpx.get(f"{base}/health", timeout=2)
-            if r.status_code == 200:
-                seen.add(r.json().get("replica", "single"))
-                continue
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
 
 
 def measure(name: str, model: Path, port: int, log: Path) -> dict:
@@ -66,7 +47,7 @@ def measure(name: str, model: Path, port: int, log: Path) -> dict:
     with open(log, "a") as err:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         try:
-            _ready(f"http://127.0.0.1:{port}", int(name[-1]) if name.startswith("ray") else 1, proc)
+            wait_ready(f"http://127.0.0.1:{port}", proc, int(name[-1]) if name.startswith("ray") else 1)
             url, extra = f"http://127.0.0.1:{port}/v1/completions", {"max_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
             asyncio.run(level(url, extra, 4))  # warm-up: every replica's first steps
             return asyncio.run(level(url, extra, CLIENTS))

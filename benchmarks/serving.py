@@ -124,22 +124,30 @@ async def level(url: str, extra: dict, concurrency: int) -> dict:
     }
 
 
+def wait_ready(base: str, proc: subprocess.Popen, replicas: int = 1) -> None:
+    """Until GET /health answers 200 from `replicas` distinct replicas (Ray; one without it)."""
+    seen: set = set()
+    deadline = time.monotonic() + READY_S
+    while len(seen) < replicas:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not become ready in {READY_S} s")
+        try:
+            r = httpx.get(f"{base}/health", timeout=2)
+            if r.status_code == 200:
+                seen.add(r.json().get("replica", "single"))
+                continue
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
 def measure(server: Server, port: int) -> list[dict]:
     proc = subprocess.Popen(server.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not become ready in {READY_S} s")
-            time.sleep(0.2)
+        wait_ready(base, proc)
         asyncio.run(level(f"{base}/v1/completions", server.extra, 2))  # warm-up
         out = []
         for c in LEVELS:

@@ -89,14 +89,13 @@ def quantize_nbits(fused: Path, bits: int):
     layer included (onnxruntime's MatMulNBitsQuantizer): `bits`-bit symmetric weights, one
     float32 scale per NBITS_BLOCK weights along K. LayerNorms, attention and the embeddings
     stay float32. Like quantize_int8, it reads `fused` itself."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    config = DefaultWeightOnlyQuantConfig(block_size=NBITS_BLOCK, is_symmetric=True, accuracy_level=NBITS_ACCURACY, bits=bits, op_types_to_quantize=("MatMul",))
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR  # it logs every node it quantizes
     try:
         quantizer = MatMulNBitsQuantizer(str(fused), bits=bits, block_size=NBITS_BLOCK, is_symmetric=True,
-                                         accuracy_level=NBITS_ACCURACY, op_types_to_quantize=("MatMul",), algo_config=config)
+                                         accuracy_level=NBITS_ACCURACY, op_types_to_quantize=("MatMul",))
         quantizer.process()
     finally:
         root.setLevel(level)

@@ -19,6 +19,7 @@ import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+import ray
 from ray import serve
 from ray.serve.deployment import Application, Deployment
 
@@ -81,8 +82,6 @@ class Gpt2OnnxReplica:
 
 
 def _assigned_cpus() -> int:
-    import ray
-
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 

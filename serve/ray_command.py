@@ -83,7 +83,8 @@ def run(args: argparse.Namespace, api_key: str | None, model_id: str) -> int:
             serve.run(deployment(build_args, **options).bind(build_args), name=APP_NAME, route_prefix="/", logging_config=quiet)
         except RuntimeError as e:
             raise _failure(serve, str(e)) from None
-        count = f"{options['num_replicas']} replicas" if "num_replicas" in options else "{}..{} replicas, autoscaling".format(*autoscale_range(args.autoscale))
+        scaling = options.get("autoscaling_config")
+        count = f"{scaling['min_replicas']}..{scaling['max_replicas']} replicas, autoscaling" if scaling else f"{options['num_replicas']} replicas"
         where = f"port {args.port} of every node's proxy" if joined else f"http://{args.host}:{args.port}"
         log.info("%s on %s (%s, %d slots each; Ray at %s); Ctrl-C stops it", model_id, where, count, args.slots, ray.get_runtime_context().gcs_address)
         _wait_for_signal()
