@@ -40,6 +40,7 @@ IR_VERSION = 10  # what onnxruntime 1.2x-1.31 reads (onnx 1.23 would write 14 fo
 # GPT-2 activations the graph builds, by config.json's `activation_function`.
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 ERF_GELU = ("gelu",)
+TIED_WTE = "transformer.wte.weight_transposed"  # the tied wte/lm_head weight, [n_embd, vocab], stored once (float32 graphs)
 
 
 def supports(config: dict) -> str | None:
@@ -77,6 +78,8 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
             weights[tensor.name] = array.reshape(tuple(tensor.dims))
         else:
             weights[tensor.name] = numpy_helper.to_array(tensor)
+    if TIED_WTE in weights:  # a gpt2onnx float32 export (export/rebuild.py reads it back)
+        weights["transformer.wte.weight"] = weights.pop(TIED_WTE).T
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
@@ -134,13 +137,18 @@ def _gelu(b: _Builder, x: str, activation: str) -> str:
     return b.one("Mul", b.one("Mul", x, b.weight(f"{x}/half", np.array(0.5, np.float32))), one_plus)
 
 
-def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False):
+def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False, kv_scales: list | None = None):
     """The GroupQueryAttention decoder as an onnx ModelProto (float32) without the bytes of
     its weight matrices, and those matrices by initializer name (see attach_matrices).
 
     lm_head_transposed: store the output layer as its own [n_embd, vocab] weight (for
-    int8: the quantizer only quantizes MatMuls whose weight is an initializer);
-    otherwise it reads the tied wte through a Transpose, so the file holds wte once.
+    int8 and int4: the quantizers only quantize MatMuls whose weight is an initializer),
+    beside wte for the lookup. Otherwise the file holds the tied weight once, transposed
+    (TIED_WTE), and the lookup gathers its columns: see _tied_wte.
+
+    kv_scales: per layer, (key scales, value scales) [n_head, head_dim] (kv_quant.py): the
+    KV cache is then int8, one fixed scale per head and channel, which GroupQueryAttention
+    applies as it writes and reads the cache (a quarter of float32's bytes to read per step).
 
     It consumes `weights`: each array leaves the dict as it becomes an initializer.
     """
@@ -168,27 +176,37 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     width = b.one("Gather", b.one("Shape", contract.ATTENTION_MASK), b.weight("/const/axis1", np.array(1, np.int64)), axis=0)
     total = b.one("Cast", width, to=TensorProto.INT32)  # scalar
 
-    wte = w("transformer.wte.weight")
-    hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
+    if lm_head_transposed:
+        embedded = b.one("Gather", w("transformer.wte.weight"), contract.INPUT_IDS)  # [batch, seq, n_embd]
+    else:
+        tied = b.weight(TIED_WTE, weights.pop("transformer.wte.weight").T)  # [n_embd, vocab]
+        embedded = b.one("Transpose", b.one("Gather", tied, contract.INPUT_IDS, axis=1), perm=[1, 2, 0])  # [batch, seq, n_embd]
+    hidden = b.one("Add", embedded, b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
     for i in range(n_layer):
         p = f"transformer.h.{i}."
         x = b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
         qkv = b.one("Add", b.one("MatMul", x, w(p + "attn.c_attn.weight")), w(p + "attn.c_attn.bias"))  # [batch, seq, 3 n_embd]
-        split = b.weight(f"/h.{i}/split", np.array([n_embd] * 3, np.int64))
-        q, k, v = b.op("Split", [qkv, split], 3, axis=-1)
         past_key, past_value = contract.past_names(i)
         present_key, present_value = contract.present_names(i)
         scale = 1.0 / math.sqrt(head_dim) if config.get("scale_attn_weights", True) else 1.0
         if config.get("scale_attn_by_inverse_layer_idx"):
             scale /= i + 1
+        # c_attn's output is [q | k | v], each head after head: GroupQueryAttention's packed QKV
+        # layout, so it goes in whole (key and value empty) and no Split runs.
+        attn_inputs, quant = [qkv, "", "", past_key, past_value, seqlens_k, total], {}
+        if kv_scales is not None:  # inputs 7-11 (rotary, position ids, bias, sinks) unused; 12, 13: k_scale, v_scale
+            k_scale, v_scale = (b.weight(f"/h.{i}/{kind}_scale", np.ravel(scales).astype(np.float32)) for kind, scales in zip("kv", kv_scales[i]))
+            attn_inputs += [""] * 5 + [k_scale, v_scale]
+            quant = dict(k_quant_type="PER_CHANNEL", v_quant_type="PER_CHANNEL", kv_cache_bit_width=8)
         attn = b.op(
             "GroupQueryAttention",
-            [q, k, v, past_key, past_value, seqlens_k, total],
+            attn_inputs,
             [f"/h.{i}/attn", present_key, present_value],
             domain=MS_DOMAIN,
             num_heads=n_head,
             kv_num_heads=n_head,
             scale=scale,
+            **quant,
         )[0]  # [batch, seq, n_embd]
         out = b.one("Add", b.one("MatMul", attn, w(p + "attn.c_proj.weight")), w(p + "attn.c_proj.bias"))
         hidden = b.one("Add", hidden, out)
@@ -202,10 +220,7 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
     hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
     final = b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
-    if lm_head_transposed:
-        lm_head = b.weight("lm_head.weight_transposed", wte_array.T)  # [n_embd, vocab]
-    else:
-        lm_head = b.one("Transpose", wte, perm=[1, 0])  # onnxruntime folds it once at load
+    lm_head = b.weight("lm_head.weight_transposed", wte_array.T) if lm_head_transposed else tied  # [n_embd, vocab]
     b.op("MatMul", [final, lm_head], [contract.LOGITS])
 
     kv = ["batch_size", n_head, "max_sequence_length", head_dim]
@@ -216,13 +231,33 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
         helper.make_tensor_value_info(contract.LOGITS_TO_KEEP, TensorProto.INT64, [1]),
     ]
     outputs = [helper.make_tensor_value_info(contract.LOGITS, TensorProto.FLOAT, ["batch_size", "logits_to_keep", config["vocab_size"]])]
+    kv_type = TensorProto.FLOAT if kv_scales is None else TensorProto.INT8
     for i in range(n_layer):
-        inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.past_names(i)]
-        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, kv) for name in contract.present_names(i)]
+        inputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.past_names(i)]
+        outputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.present_names(i)]
+    if not lm_head_transposed:
+        inputs.append(_tied_wte(config))
     model.graph.node.extend(b.nodes)
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
     return model, b.matrices
+
+
+def _tied_wte(config: dict):
+    """The tied weight listed among the graph's inputs as well as its initializers.
+
+    onnxruntime treats an initializer that is also a graph input as overridable: it
+    neither constant-folds nor prepacks it. Stored as wte [vocab, n_embd], the output
+    layer's Transpose was folded into a second, transposed copy at load (154 MB on gpt2,
+    load RSS 1.36x the file); prepacking a transposed initializer would copy it again,
+    as the lookup still reads the original. Read as it is stored, it is held once (1.02x),
+    and the output layer's MatMul by an unpacked weight measured as fast at decode
+    (one row), slower only where many positions keep their logits (scoring: +20 ms per
+    64 rows on gpt2). The runtime never feeds it: onnxruntime uses the stored value.
+    """
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(TIED_WTE, TensorProto.FLOAT, [config["n_embd"], config["vocab_size"]])
 
 
 def attach_matrices(model, matrices: dict[str, np.ndarray]) -> None:

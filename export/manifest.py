@@ -18,7 +18,9 @@ from .validate import ValidationReport
 EXPORTER_PACKAGES = ("gpt2onnx", "optimum-onnx", "optimum", "transformers", "torch", "accelerate", "onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
 
 
-def model_info_from_config(config: dict, dtype: str = "float32", kv_cache: str = contract.CONCAT_KV, weights: str = "float32") -> ModelInfo:
+def model_info_from_config(
+    config: dict, dtype: str = "float32", kv_cache: str = contract.CONCAT_KV, weights: str = "float32", kv_cache_dtype: str | None = None
+) -> ModelInfo:
     """ModelInfo from a GPT-2 config.json."""
     return ModelInfo(
         n_layer=int(config["n_layer"]),
@@ -31,6 +33,7 @@ def model_info_from_config(config: dict, dtype: str = "float32", kv_cache: str =
         dtype=dtype,
         kv_cache=kv_cache,
         weights=weights,
+        kv_cache_dtype=kv_cache_dtype,
     )
 
 
@@ -70,7 +73,8 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
         "dtype": info.dtype,
         "weights": info.weights,
         "kv_cache": info.kv_cache,
-        "io": contract.io_signature(info.n_layer, info.dtype, info.kv_cache),
+        "kv_cache_dtype": info.kv_dtype,
+        "io": contract.io_signature(info.n_layer, info.dtype, info.kv_cache, info.kv_dtype),
         "files": files,
         "validation": {
             "max_abs_diff": validation.max_abs_diff,

@@ -29,6 +29,12 @@ class GraphPlan:
 
     graph: str = "gqa"  # "gqa": GroupQueryAttention with an in-place KV cache; "optimum": Optimum's graph as exported
     weights: str = "float32"  # "float32", "int8" or "int4" (CPU), or "float16" (CUDA)
+    kv_cache_dtype: str = "auto"  # "auto" (int8 beside int8/int4 weights, else the weights' float type), "float32" or "int8"
+
+    @property
+    def kv_int8(self) -> bool:
+        """Whether the KV cache is int8 (kv_quant.py's scales)."""
+        return self.kv_cache_dtype == "int8" or (self.kv_cache_dtype == "auto" and self.weights in ("int8", "int4"))
 
 
 def fuse(model, config: dict):
@@ -110,15 +116,16 @@ def to_float16(model):
     return convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
 
 
-def optimize(folder: Path, config: dict, plan: GraphPlan) -> str:
-    """Replace Optimum's folder/model.onnx with the graph `plan` asks for; return the manifest's kv_cache."""
+def optimize(folder: Path, config: dict, plan: GraphPlan, kv_scales: list | None = None) -> str:
+    """Replace Optimum's folder/model.onnx with the graph `plan` asks for; return the manifest's kv_cache.
+    kv_scales: an int8 KV cache's scales (kv_quant.calibrate), None for a float one."""
     import onnx
 
     if plan.graph == "optimum":
         return contract.CONCAT_KV
     path = folder / contract.MODEL_FILE
     quantized = plan.weights in ("int8", "int4")  # the quantizers take the output layer as a MatMul by a constant
-    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=quantized)
+    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=quantized, kv_scales=kv_scales)
     model = fuse(model, config)
     fast_graph.attach_matrices(model, matrices)
     if quantized:

@@ -130,16 +130,33 @@ def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
     """The plan this checkpoint allows, and why Optimum's graph is kept instead (None if it isn't)."""
     from . import fast_graph
 
+    if plan.kv_cache_dtype == "int8" and plan.weights == "float16":
+        raise UsageError("--kv-cache-dtype int8 is for CPU exports; a float16 export keeps a float16 KV cache: drop one of them")
     if plan.graph == "optimum":
         if plan.weights != "float32":
             raise UsageError(f"--{plan.weights} needs the GroupQueryAttention graph: drop --graph optimum")
+        if plan.kv_int8:
+            raise UsageError("--kv-cache-dtype int8 needs the GroupQueryAttention graph: drop --graph optimum")
         return plan, None
     problem = fast_graph.supports(config)
     if problem is None:
         return plan, None
-    if plan.weights != "float32":
-        raise UsageError(f"--{plan.weights} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
+    if plan.weights != "float32" or plan.kv_int8:
+        what = f"--{plan.weights}" if plan.weights != "float32" else "--kv-cache-dtype int8"
+        raise UsageError(f"{what} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
     return GraphPlan("optimum", "float32"), problem
+
+
+def _kv_scales(checkpoint_dir: Path, export_dir: Path, config: dict) -> list:
+    """The int8 KV cache's scales, calibrated on the packaged text with the export's own tokenizer."""
+    from gpt2onnx.runtime import contract
+    from gpt2onnx.runtime.tokenizer import Tokenizer
+
+    from . import kv_quant
+    from .validate import PROMPTS
+
+    tokenizer = Tokenizer(export_dir / contract.TOKENIZER_FILE)
+    return kv_quant.calibrate(checkpoint_dir, kv_quant.calibration_sequences(tokenizer.encode, int(config["n_positions"]), PROMPTS))
 
 
 def export_model(
@@ -174,8 +191,10 @@ def export_model(
             export_onnx(folder, tmp, verbose=verbose)
         what = "keeping Optimum's graph" if plan.graph == "optimum" else f"building the GroupQueryAttention graph ({plan.weights})"
         with progress.step("optimize", what):
-            kv_cache = optimize(tmp, config, plan)
-        info = model_info_from_config(config, "float16" if plan.weights == "float16" else "float32", kv_cache, plan.weights)
+            kv_scales = _kv_scales(folder, tmp, config) if plan.kv_int8 else None
+            kv_cache = optimize(tmp, config, plan, kv_scales)
+        dtype = "float16" if plan.weights == "float16" else "float32"
+        info = model_info_from_config(config, dtype, kv_cache, plan.weights, "int8" if plan.kv_int8 else None)
         with progress.step("validate", "validating against PyTorch"):
             report = validate(folder, tmp, info, atol)
         if not report.passed:
@@ -196,7 +215,7 @@ def export_model(
         output_dir=str(out),
         files=files,
         total_bytes=sum(files.values()),
-        graph={"kv_cache": info.kv_cache, "weights": info.weights, "plain_graph_because": kept},
+        graph={"kv_cache": info.kv_cache, "weights": info.weights, "kv_cache_dtype": info.kv_dtype, "plain_graph_because": kept},
         validation={
             "max_abs_diff": report.max_abs_diff,
             "prefill_max_abs_diff": report.prefill_max_abs_diff,

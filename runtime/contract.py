@@ -37,8 +37,9 @@ def present_names(layer: int) -> tuple[str, str]:
     return f"present.{layer}.key", f"present.{layer}.value"
 
 
-def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV) -> dict:
+def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV, kv_dtype: str | None = None) -> dict:
     """The manifest's `io` block: name, element type and symbolic shape of each tensor.
+    The KV cache's element type is `dtype` unless kv_dtype says otherwise ("int8").
 
     In the shared layout past and present are one buffer of capacity max_sequence_length,
     and row r of the attention mask sums to the tokens row r holds after the step.
@@ -58,9 +59,10 @@ def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV
         inputs.append({"name": LOGITS_TO_KEEP, "dtype": "int64", "shape": [1]})
         logits_shape = ["batch_size", "logits_to_keep", "vocab_size"]
     outputs = [{"name": LOGITS, "dtype": dtype, "shape": logits_shape}]
+    kv_dtype = kv_dtype or dtype
     for layer in range(n_layer):
-        inputs += [{"name": n, "dtype": dtype, "shape": kv_in} for n in past_names(layer)]
-        outputs += [{"name": n, "dtype": dtype, "shape": kv_out} for n in present_names(layer)]
+        inputs += [{"name": n, "dtype": kv_dtype, "shape": kv_in} for n in past_names(layer)]
+        outputs += [{"name": n, "dtype": kv_dtype, "shape": kv_out} for n in present_names(layer)]
     return {"inputs": inputs, "outputs": outputs}
 
 

@@ -92,7 +92,7 @@ class SharedKVCache(Rows):
         self.session = session
         shape = (slots, info.n_head, capacity, info.head_dim)  # [slots, n_head, capacity, head_dim]
         self.buffers = [session.kv_buffer(shape) for _ in range(2 * info.n_layer)]  # (OrtValue, host or None): each layer's key, value
-        self._row_bytes = int(np.prod(shape[1:])) * session.dtype.itemsize
+        self._row_bytes = int(np.prod(shape[1:])) * session.kv_dtype.itemsize
         # One-token steps' inputs live in arrays bound once per batch size and updated in place.
         self._ids = np.zeros((slots, 1), np.int64)  # [slots, 1]
         self._positions = np.zeros((slots, 1), np.int64)  # [slots, 1]
@@ -109,8 +109,8 @@ class SharedKVCache(Rows):
         names = [n for layer in range(self.info.n_layer) for n in zip(contract.past_names(layer), contract.present_names(layer))]
         for (past, present), (value, _) in zip(names, self.buffers):
             pointer = value.data_ptr() + first * self._row_bytes
-            binding.bind_input(past, self.session.device, 0, self.session.dtype, shape, pointer)
-            binding.bind_output(present, self.session.device, 0, self.session.dtype, shape, pointer)
+            binding.bind_input(past, self.session.device, 0, self.session.kv_dtype, shape, pointer)
+            binding.bind_output(present, self.session.device, 0, self.session.kv_dtype, shape, pointer)
 
     def _run(self, binding, rows: int, keep: int) -> np.ndarray:
         """Run the bound inputs; logits [rows, keep, vocab] as float32, written straight into a fresh array."""

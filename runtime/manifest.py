@@ -24,6 +24,7 @@ from .errors import ModelLoadError, short
 
 DTYPES = ("float32", "float16")  # element types an export's logits and KV cache may have
 WEIGHTS = ("float32", "float16", "int8", "int4")  # how an export's weights may be stored
+KV_DTYPES = DTYPES + ("int8",)  # element types the KV cache may have (int8: the shared layout only)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class ModelInfo:
     dtype: str  # element type of logits and the KV cache, e.g. "float32"
     kv_cache: str = contract.CONCAT_KV  # the graph's KV layout: "shared" (in-place buffers) or "concat" (Optimum's)
     weights: str = "float32"  # how the weights are stored: "float32", "float16", "int8" (dynamic quantization) or "int4" (MatMulNBits)
+    kv_cache_dtype: str | None = None  # the KV cache's element type where it is not dtype: "int8" (fixed scales in the graph)
+
+    @property
+    def kv_dtype(self) -> str:
+        """The KV cache's element type."""
+        return self.kv_cache_dtype or self.dtype
 
     @property
     def head_dim(self) -> int:
@@ -123,6 +130,9 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
     weights = manifest.get("weights", dtype)
     if weights not in WEIGHTS:
         raise ModelLoadError(f"{path} has weights {short(weights)}; gpt2onnx runs {', '.join(WEIGHTS)}: re-export the model")
+    kv_dtype = manifest.get("kv_cache_dtype", dtype)
+    if kv_dtype not in KV_DTYPES or (kv_dtype == "int8" and kv_cache != contract.SHARED_KV):
+        raise ModelLoadError(f"{path} has kv_cache_dtype {short(kv_dtype)} with kv_cache {short(kv_cache)}, which gpt2onnx does not run: re-export the model")
     info = ModelInfo(
         n_layer=whole("n_layer", 1),
         n_head=whole("n_head", 1),
@@ -134,6 +144,7 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
         dtype=dtype,
         kv_cache=kv_cache,
         weights=weights,
+        kv_cache_dtype=None if kv_dtype == dtype else kv_dtype,
     )
     if info.n_embd % info.n_head:
         raise ModelLoadError(f"{path} describes an impossible model: re-export the model")

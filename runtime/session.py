@@ -23,7 +23,7 @@ from . import contract, providers
 from .errors import ModelLoadError
 from .manifest import ModelInfo
 
-_ORT_TYPES = {"int64": "tensor(int64)", "float32": "tensor(float)", "float16": "tensor(float16)"}
+_ORT_TYPES = {"int64": "tensor(int64)", "float32": "tensor(float)", "float16": "tensor(float16)", "int8": "tensor(int8)"}
 
 # A layer's past (key, value): each [batch, n_head, past, head_dim].
 Past = list[tuple[np.ndarray, np.ndarray]]
@@ -48,6 +48,10 @@ class DecoderSession:
         self.info = info
         plan = providers.plan(provider)
         options = ort.SessionOptions()
+        # Errors only: a float32 export lists its tied weight among the graph inputs on purpose
+        # (export/fast_graph.py's _tied_wte), and onnxruntime warns about that at every load.
+        # A provider that does not start is found from get_providers() (providers.settle).
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -57,7 +61,8 @@ class DecoderSession:
         _return_freed_memory()
         self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
         self._check_signature()
-        self.dtype = np.dtype(info.dtype)
+        self.dtype = np.dtype(info.dtype)  # the logits'
+        self.kv_dtype = np.dtype(info.kv_dtype)  # the KV cache's: dtype, or int8
         self.shared_kv = info.kv_cache == contract.SHARED_KV  # GroupQueryAttention graph: cache buffers updated in place
         self.device = "cuda" if self.provider == "cuda" else "cpu"  # where the KV buffers live
         self._output_names = contract.output_names(info.n_layer)
@@ -65,7 +70,7 @@ class DecoderSession:
         self.runs = 0  # calls to onnxruntime's run
 
     def _check_signature(self) -> None:
-        signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache)
+        signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype)
         for kind, got in (("inputs", self._session.get_inputs()), ("outputs", self._session.get_outputs())):
             want = {tensor["name"]: _ORT_TYPES.get(tensor["dtype"]) for tensor in signature[kind]}
             have = {tensor.name: tensor.type for tensor in got}
@@ -112,10 +117,10 @@ class DecoderSession:
         """A zeroed key or value buffer [batch, n_head, capacity, head_dim] where the session computes:
         (its OrtValue, and on the CPU the numpy array that owns its memory)."""
         if self.device == "cuda":
-            return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.dtype), "cuda", 0), None
+            return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.kv_dtype), "cuda", 0), None
         # Written now rather than lazily mapped (np.zeros): the first write to fresh pages costs a page
         # fault each, and a slot that first reaches them mid-generation paid milliseconds per step.
-        host = np.empty(shape, self.dtype)
+        host = np.empty(shape, self.kv_dtype)
         host.fill(0)
         return ort.OrtValue.ortvalue_from_numpy(host), host
 

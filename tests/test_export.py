@@ -46,7 +46,7 @@ def test_cli_export_then_generate_matches_transformers(small_checkpoint, tmp_pat
     assert report["validation"]["max_abs_diff"] < 1e-4
     assert report["total_bytes"] == sum(report["files"].values())
     assert set(report["seconds"]) == {"load", "export", "optimize", "validate", "manifest", "total"}
-    assert report["graph"] == {"kv_cache": "shared", "weights": "float32", "plain_graph_because": None}
+    assert report["graph"] == {"kv_cache": "shared", "weights": "float32", "kv_cache_dtype": "float32", "plain_graph_because": None}
     result = cli_json("generate", "--model", str(out), "--json", "--max-new-tokens", "20", "Once upon a time")
     assert result["provider"] in ("cpu", "cuda")
     assert set(result["timing"]) >= {"load_s", "prefill_s", "decode_s", "new_tokens"}
@@ -75,7 +75,10 @@ def test_manifest_describes_model_graph_and_files(exported):
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     n_layer = config["n_layer"]
     want_inputs = set(contract.input_names(n_layer, kv_cache))
-    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == want_inputs
+    # A graph input that is also an initializer has a default and is never fed: the float32 graph's
+    # tied weight (fast_graph._tied_wte); the caller's inputs are the rest.
+    stored = {t.name for t in graph.initializer}
+    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input if i.name not in stored} == want_inputs
     assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer))
     on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk

@@ -62,6 +62,7 @@ def test_wheel_holds_the_four_packages_and_the_tokenizer(wheel):
         assert f"gpt2onnx/{package}/__init__.py" in names
     for asset in ("vocab.json", "merges.txt", "LICENSE"):
         assert f"gpt2onnx/export/assets/gpt2-tokenizer/{asset}" in names
+    assert "gpt2onnx/export/assets/calibration.txt" in names  # the int8 KV cache's calibration text
     for name in ("model.onnx", "manifest.json", "tokenizer.json", "config.json", "generation_config.json", "training.json"):
         assert f"gpt2onnx/runtime/default_model/{name}" in names
     top_level = {name.split("/")[0] for name in names}
