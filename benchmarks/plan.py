@@ -15,11 +15,13 @@ from dataclasses import dataclass
 # live in benchmarks/contenders/; these names are here because the ratio pairs
 # and the targets below compare those four in particular.
 FP32, INT8, INT4, OPTIMUM, TRANSFORMERS = "gpt2onnx-fp32", "gpt2onnx-int8", "gpt2onnx-int4", "optimum", "transformers"
+INT8_KV8, INT4_KV8 = "gpt2onnx-int8-kv8", "gpt2onnx-int4-kv8"  # the same weights with --kv-cache-dtype int8
 LLAMA_F32, LLAMA_F16, LLAMA_Q8, LLAMA_Q4 = "llama.cpp-f32", "llama.cpp-f16", "llama.cpp-q8_0", "llama.cpp-q4_0"
 # gpt2onnx and the llama.cpp format of the same precision.
 SAME_PRECISION = ((FP32, LLAMA_F32), (INT8, LLAMA_Q8), (INT4, LLAMA_Q4))
 # (ours, peer) pairs of the ratio table.
-PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32), (INT4, TRANSFORMERS), (INT4, INT8), *SAME_PRECISION)
+PAIRS = ((FP32, TRANSFORMERS), (FP32, OPTIMUM), (INT8, TRANSFORMERS), (INT8, OPTIMUM), (INT8, FP32), (INT4, TRANSFORMERS), (INT4, INT8), *SAME_PRECISION,
+         (INT8_KV8, INT8), (INT4_KV8, INT4), (INT8_KV8, LLAMA_Q8), (INT4_KV8, LLAMA_Q4))
 
 # A contender process during which other processes took more than this share of
 # the CPU ran on a busy machine: the report says its figures are not reliable.

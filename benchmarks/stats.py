@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .contenders import OURS
-from .plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, LLAMA_Q8, OPTIMUM, OURS_ONLY, PAIRS, SAME_PRECISION, TRANSFORMERS, Plan, metrics
+from .plan import AGREEMENT_PROMPTS, FP32, INT4, INT4_KV8, INT8, INT8_KV8, LLAMA_Q8, OPTIMUM, OURS_ONLY, PAIRS, SAME_PRECISION, TRANSFORMERS, Plan, metrics
 
 
 def spread(values: list[float]) -> dict:
@@ -96,7 +96,7 @@ def targets(summary: dict, ratios: dict, plan: Plan, weights: dict | None = None
         Target(f"fp32 per-token latency ctx {last} / ctx {first}", med(FP32, "latency_ratio_last_first"), 1.25, False),
         Target(f"int8 per-token latency ctx {last} / ctx {first}", med(INT8, "latency_ratio_last_first"), 1.5, False),
     ]
-    short = {name: name.split("-")[1] for name in OURS}  # gpt2onnx-fp32 -> fp32
+    short = {name: name.removeprefix("gpt2onnx-") for name in OURS}  # gpt2onnx-fp32 -> fp32
     out += [Target(f"{short[n]} decode at ctx 64 / memory-bandwidth bound", med(n, "bandwidth_fraction_ctx64"), 0.8, True) for n in OURS]
     out += [Target(f"{short[n]} Python overhead per token", med(n, "python_overhead_ms"), 0.3, False, " ms") for n in OURS]
     out += [Target(f"{short[n]} batch {plan.batch} aggregate / batch 1 decode", med(n, "batch_speedup"), 4.0, True) for n in OURS]
@@ -159,7 +159,7 @@ def same_work(runs: dict[str, list[dict]]) -> dict:
     for name, repeats in runs.items():
         good = [r for r in repeats if "error" not in r]
         # int8/int4 round the weights; llama.cpp's llama-bench hands no tokens back
-        if reference is None or name in (TRANSFORMERS, INT8, INT4) or not good or "decode_tokens" not in good[0]:
+        if reference is None or name in (TRANSFORMERS, INT8, INT4, INT8_KV8, INT4_KV8) or not good or "decode_tokens" not in good[0]:
             continue
         out[name] = {k: all(r[k] == reference[k] for r in good) for k in ("decode_tokens", "beam_tokens")}
     return out

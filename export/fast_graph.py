@@ -40,7 +40,6 @@ IR_VERSION = 10  # what onnxruntime 1.2x-1.31 reads (onnx 1.23 would write 14 fo
 # GPT-2 activations the graph builds, by config.json's `activation_function`.
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 ERF_GELU = ("gelu",)
-TIED_WTE = "transformer.wte.weight_transposed"  # the tied wte/lm_head weight, [n_embd, vocab], stored once (float32 graphs)
 
 
 def supports(config: dict) -> str | None:
@@ -78,8 +77,6 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
             weights[tensor.name] = array.reshape(tuple(tensor.dims))
         else:
             weights[tensor.name] = numpy_helper.to_array(tensor)
-    if TIED_WTE in weights:  # a gpt2onnx float32 export (export/rebuild.py reads it back)
-        weights["transformer.wte.weight"] = weights.pop(TIED_WTE).T
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
@@ -142,9 +139,8 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     its weight matrices, and those matrices by initializer name (see attach_matrices).
 
     lm_head_transposed: store the output layer as its own [n_embd, vocab] weight (for
-    int8 and int4: the quantizers only quantize MatMuls whose weight is an initializer),
-    beside wte for the lookup. Otherwise the file holds the tied weight once, transposed
-    (TIED_WTE), and the lookup gathers its columns: see _tied_wte.
+    int8 and int4: the quantizers only quantize MatMuls whose weight is an initializer);
+    otherwise it reads the tied wte through a Transpose, so the file holds wte once.
 
     kv_scales: per layer, (key scales, value scales) [n_head, head_dim] (kv_quant.py): the
     KV cache is then int8, one fixed scale per head and channel, which GroupQueryAttention
@@ -176,12 +172,8 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     width = b.one("Gather", b.one("Shape", contract.ATTENTION_MASK), b.weight("/const/axis1", np.array(1, np.int64)), axis=0)
     total = b.one("Cast", width, to=TensorProto.INT32)  # scalar
 
-    if lm_head_transposed:
-        embedded = b.one("Gather", w("transformer.wte.weight"), contract.INPUT_IDS)  # [batch, seq, n_embd]
-    else:
-        tied = b.weight(TIED_WTE, weights.pop("transformer.wte.weight").T)  # [n_embd, vocab]
-        embedded = b.one("Transpose", b.one("Gather", tied, contract.INPUT_IDS, axis=1), perm=[1, 2, 0])  # [batch, seq, n_embd]
-    hidden = b.one("Add", embedded, b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
+    wte = w("transformer.wte.weight")
+    hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
     for i in range(n_layer):
         p = f"transformer.h.{i}."
         x = b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
@@ -220,7 +212,14 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
     hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
     final = b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
-    lm_head = b.weight("lm_head.weight_transposed", wte_array.T) if lm_head_transposed else tied  # [n_embd, vocab]
+    if lm_head_transposed:
+        lm_head = b.weight("lm_head.weight_transposed", wte_array.T)  # [n_embd, vocab]
+    else:
+        # onnxruntime folds it once at load into a transposed copy, and keeps wte for the lookup
+        # (1.36x the file's bytes on gpt2). Storing the tied weight once, transposed and listed as an
+        # overridable graph input, was measured: 1.05x, but an unpacked output layer made batch 8
+        # and beam search about 30% slower (MLAS packs it again at every call of more than one row).
+        lm_head = b.one("Transpose", wte, perm=[1, 0])
     b.op("MatMul", [final, lm_head], [contract.LOGITS])
 
     kv = ["batch_size", n_head, "max_sequence_length", head_dim]
@@ -235,29 +234,10 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     for i in range(n_layer):
         inputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.past_names(i)]
         outputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.present_names(i)]
-    if not lm_head_transposed:
-        inputs.append(_tied_wte(config))
     model.graph.node.extend(b.nodes)
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
     return model, b.matrices
-
-
-def _tied_wte(config: dict):
-    """The tied weight listed among the graph's inputs as well as its initializers.
-
-    onnxruntime treats an initializer that is also a graph input as overridable: it
-    neither constant-folds nor prepacks it. Stored as wte [vocab, n_embd], the output
-    layer's Transpose was folded into a second, transposed copy at load (154 MB on gpt2,
-    load RSS 1.36x the file); prepacking a transposed initializer would copy it again,
-    as the lookup still reads the original. Read as it is stored, it is held once (1.02x),
-    and the output layer's MatMul by an unpacked weight measured as fast at decode
-    (one row), slower only where many positions keep their logits (scoring: +20 ms per
-    64 rows on gpt2). The runtime never feeds it: onnxruntime uses the stored value.
-    """
-    from onnx import TensorProto, helper
-
-    return helper.make_tensor_value_info(TIED_WTE, TensorProto.FLOAT, [config["n_embd"], config["vocab_size"]])
 
 
 def attach_matrices(model, matrices: dict[str, np.ndarray]) -> None:

@@ -29,12 +29,12 @@ class GraphPlan:
 
     graph: str = "gqa"  # "gqa": GroupQueryAttention with an in-place KV cache; "optimum": Optimum's graph as exported
     weights: str = "float32"  # "float32", "int8" or "int4" (CPU), or "float16" (CUDA)
-    kv_cache_dtype: str = "auto"  # "auto" (int8 beside int8/int4 weights, else the weights' float type), "float32" or "int8"
+    kv_cache_dtype: str = "auto"  # "auto" or "float32": the weights' float type (float16 for float16); "int8": kv_quant.py
 
     @property
     def kv_int8(self) -> bool:
         """Whether the KV cache is int8 (kv_quant.py's scales)."""
-        return self.kv_cache_dtype == "int8" or (self.kv_cache_dtype == "auto" and self.weights in ("int8", "int4"))
+        return self.kv_cache_dtype == "int8"
 
 
 def fuse(model, config: dict):

@@ -48,10 +48,6 @@ class DecoderSession:
         self.info = info
         plan = providers.plan(provider)
         options = ort.SessionOptions()
-        # Errors only: a float32 export lists its tied weight among the graph inputs on purpose
-        # (export/fast_graph.py's _tied_wte), and onnxruntime warns about that at every load.
-        # A provider that does not start is found from get_providers() (providers.settle).
-        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         try:

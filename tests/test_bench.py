@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 SPEED = Path(__file__).resolve().parent.parent / "benchmarks" / "speed.py"
-OURS = ("gpt2onnx-fp32", "gpt2onnx-int8", "gpt2onnx-int4")
+OURS = ("gpt2onnx-fp32", "gpt2onnx-int8", "gpt2onnx-int8-kv8", "gpt2onnx-int4", "gpt2onnx-int4-kv8")
 PEERS = ("optimum", "transformers")
 
 
@@ -72,7 +72,7 @@ def test_quick_benchmark_reports_ratios_and_targets(quick_report):
         ratio = report["ratios"][f"gpt2onnx-fp32/{peer}"]["decode_tok_s"]
         assert positive(ratio["median"]) and ratio["min"] <= ratio["median"] <= ratio["max"]
     statuses = {t["text"]: t["status"] for t in report["targets"]}
-    assert len(statuses) == 17 and set(statuses.values()) <= {"PASS", "FAIL"}  # every contender ran: no SKIP
+    assert len(statuses) == 25 and set(statuses.values()) <= {"PASS", "FAIL"}  # every contender ran: no SKIP
     agreement = report["int8_agreement"]
     assert agreement and all(isinstance(p["equal"], bool) for p in agreement["prompts"])
     assert math.isfinite(agreement["max_abs_logprob_diff"])

@@ -75,10 +75,7 @@ def test_manifest_describes_model_graph_and_files(exported):
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     n_layer = config["n_layer"]
     want_inputs = set(contract.input_names(n_layer, kv_cache))
-    # A graph input that is also an initializer has a default and is never fed: the float32 graph's
-    # tied weight (fast_graph._tied_wte); the caller's inputs are the rest.
-    stored = {t.name for t in graph.initializer}
-    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input if i.name not in stored} == want_inputs
+    assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == want_inputs
     assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer))
     on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk

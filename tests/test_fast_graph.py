@@ -100,30 +100,6 @@ def test_the_default_graph_is_fused_and_fusing_never_needs_the_weight_matrices(e
     assert lean.SerializeToString() == optimize.fuse(whole, config).SerializeToString()
 
 
-def test_the_tied_weight_is_held_once_and_read_back_exactly(exports, tmp_path):
-    """float32 stores wte/lm_head once, transposed, listed among the graph inputs so that
-    onnxruntime neither folds a transposed copy nor prepacks one (load memory); the runtime
-    never feeds it, and a checkpoint rebuilt from the export has every weight bit for bit."""
-    import onnx
-    import torch
-    from transformers import GPT2LMHeadModel
-
-    from gpt2onnx.export import fast_graph
-    from gpt2onnx.export.rebuild import rebuild_checkpoint
-
-    tiny = exports["tiny"]
-    graph = onnx.load(str(tiny.onnx_dir / "model.onnx")).graph
-    tied = [t for t in graph.initializer if t.name == fast_graph.TIED_WTE]
-    assert len(tied) == 1 and list(tied[0].dims) == [64, 50257] and fast_graph.TIED_WTE in {i.name for i in graph.input}
-    assert not any(t.name == "transformer.wte.weight" for t in graph.initializer)
-    model = load(tiny.onnx_dir, provider="cpu")
-    assert [o.name for o in model.session._session.get_overridable_initializers()] == [fast_graph.TIED_WTE]
-    assert fast_graph.TIED_WTE not in {i.name for i in model.session._session.get_inputs()}
-    rebuilt = GPT2LMHeadModel.from_pretrained(rebuild_checkpoint(tiny.onnx_dir, tmp_path / "rebuilt")).state_dict()
-    original = GPT2LMHeadModel.from_pretrained(tiny.checkpoint).state_dict()
-    assert rebuilt.keys() == original.keys() and all(torch.equal(rebuilt[k], original[k]) for k in original)
-
-
 def test_int8_and_float16_variants_agree_with_float32(peaked):
     checkpoint, root, reports = peaked
     models = {w: load(root / w, provider="cpu") for w in reports}

@@ -50,8 +50,8 @@ def test_int4_export_validates_and_holds_four_bit_blocks(rebuilt):
     checkpoint, root, reports = rebuilt
     report = reports["int4"]
     assert report["graph"]["weights"] == "int4"
-    # Beside quantized weights the KV cache is int8 by default (test_kv_int8 has the cache alone).
-    assert report["graph"]["kv_cache_dtype"] == reports["int8"]["graph"]["kv_cache_dtype"] == "int8"
+    # The KV cache stays float32 unless asked (test_kv_int8 has the int8 one).
+    assert report["graph"]["kv_cache_dtype"] == reports["int8"]["graph"]["kv_cache_dtype"] == "float32"
     assert json.loads((root / "int4" / "manifest.json").read_text())["weights"] == "int4"
     v = report["validation"]
     assert v["max_abs_diff"] < 0.5 * v["logit_scale"] and v["top1_agreement"] >= 0.75

@@ -1,12 +1,13 @@
-"""The int8 KV cache (`gpt2onnx export --kv-cache-dtype int8`, the default beside --int8
-and --int4 weights): GroupQueryAttention stores keys and values as int8 with one
-calibrated scale per layer, head and channel (export/kv_quant.py).
+"""The int8 KV cache (`gpt2onnx export --kv-cache-dtype int8`): GroupQueryAttention
+stores keys and values as int8 with one calibrated scale per layer, head and channel
+(export/kv_quant.py).
 
 Float32 weights here, so the cache is the only rounding. On the shipped model's trained
 weights it is checked against transformers as float32 is (greedy, beams, scores, the
 held-out perplexity); on random weights, whose attention is far more peaked than a
 trained model's, as int8 weights are (drift bound, top-1 agreement, first tokens), and
-for the layout, its memory, batching and its errors. With int8/int4 weights: test_int4.
+for the layout, its memory, batching and its errors. With int8 and int4 weights the
+perplexity is in benchmarks/quality.py.
 """
 
 from __future__ import annotations

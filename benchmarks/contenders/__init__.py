@@ -12,10 +12,11 @@ from __future__ import annotations
 from .base import Contender, Trace
 from .hf import Optimum, Transformers
 from .llama_cpp import LlamaCppF16, LlamaCppF32, LlamaCppQ4, LlamaCppQ8, Unavailable
-from .ours import Gpt2onnxFp32, Gpt2onnxInt4, Gpt2onnxInt8
+from .ours import Gpt2onnxFp32, Gpt2onnxInt4, Gpt2onnxInt4Kv8, Gpt2onnxInt8, Gpt2onnxInt8Kv8
 
 REGISTRY: dict[str, type[Contender]] = {
-    c.name: c for c in (Gpt2onnxFp32, Gpt2onnxInt8, Gpt2onnxInt4, Optimum, Transformers, LlamaCppF32, LlamaCppF16, LlamaCppQ8, LlamaCppQ4)
+    c.name: c
+    for c in (Gpt2onnxFp32, Gpt2onnxInt8, Gpt2onnxInt8Kv8, Gpt2onnxInt4, Gpt2onnxInt4Kv8, Optimum, Transformers, LlamaCppF32, LlamaCppF16, LlamaCppQ8, LlamaCppQ4)
 }
 NATIVE = tuple(name for name, c in REGISTRY.items() if name.startswith("llama.cpp"))  # built from C++ sources: not in --quick
 NAMES = tuple(REGISTRY)

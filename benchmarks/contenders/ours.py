@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plan import AGREEMENT_PROMPTS, FP32, INT4, INT8, Plan
+from ..plan import AGREEMENT_PROMPTS, FP32, INT4, INT4_KV8, INT8, INT8_KV8, Plan
 from .base import Contender, Trace
 from .onnx_weights import weight_bytes
 
@@ -117,16 +117,17 @@ class _Quantized(Gpt2onnxFp32):
     """An export with quantized weights (`precision`: GraphPlan's weights), run the same way as float32."""
 
     precision = ""
+    kv_cache_dtype = "auto"  # GraphPlan's: the KV cache's element type
 
     @classmethod
     def export_options(cls) -> dict:
         from gpt2onnx.export.optimize import GraphPlan
 
-        return {"plan": GraphPlan(weights=cls.precision)}
+        return {"plan": GraphPlan(weights=cls.precision, kv_cache_dtype=cls.kv_cache_dtype)}
 
     @classmethod
     def cache_key(cls, checkpoint_key: dict) -> dict:
-        return {**super().cache_key(checkpoint_key), cls.precision: True}
+        return {**super().cache_key(checkpoint_key), cls.precision: True, "kv_cache_dtype": cls.kv_cache_dtype}
 
 
 class Gpt2onnxInt8(_Quantized):
@@ -139,3 +140,15 @@ class Gpt2onnxInt4(_Quantized):
     """`gpt2onnx export --int4`: 4-bit MatMulNBits weights."""
 
     name, label, precision = INT4, "gpt2onnx int4", "int4"
+
+
+class Gpt2onnxInt8Kv8(Gpt2onnxInt8):
+    """`gpt2onnx export --int8 --kv-cache-dtype int8`."""
+
+    name, label, kv_cache_dtype = INT8_KV8, "gpt2onnx int8, int8 KV", "int8"
+
+
+class Gpt2onnxInt4Kv8(Gpt2onnxInt4):
+    """`gpt2onnx export --int4 --kv-cache-dtype int8`."""
+
+    name, label, kv_cache_dtype = INT4_KV8, "gpt2onnx int4, int8 KV", "int8"
