@@ -26,6 +26,8 @@ import onnxruntime
 import pytest
 from onnx.external_data_helper import convert_model_to_external_data
 
+from gpt2onnx.export.optimize import GraphPlan
+from gpt2onnx.export.pipeline import export_model
 from gpt2onnx.runtime import ModelLoadError, UsageError, load
 from gpt2onnx.runtime.detokenizer import REPLACEMENT
 from gpt2onnx.runtime.manifest import sha256_file
@@ -461,6 +463,9 @@ def _messages(exports, tmp_path) -> list[str]:
     refused(lambda: load(mixed))
     edit(mixed, lambda m: m["model"].update(vocab_size=50257, n_layer=3))
     refused(lambda: load(mixed, provider="cpu"))
+    checkpoint = str(exports["tiny"].checkpoint)  # export plans refused before any work
+    refused(lambda: export_model(checkpoint, tmp_path / "kv8-fp16", plan=GraphPlan(weights="float16", kv_cache_dtype="int8")))
+    refused(lambda: export_model(checkpoint, tmp_path / "kv8-plain", plan=GraphPlan(graph="optimum", kv_cache_dtype="int8")))
     model = load(tiny, provider="cpu")
     refused(lambda: model.generate("word " * 1100))
     refused(lambda: model.generate("x", top_p=0))
