@@ -13,6 +13,9 @@ T threads (default: every core):
 - gpt2onnx-int8: `gpt2onnx export --int8` (export_model(..., plan=GraphPlan(weights="int8"))),
   run the same way;
 - gpt2onnx-int4: `gpt2onnx export --int4` (MatMulNBits, 4 bits in blocks of 32), run the same way;
+- gpt2onnx-int8-kv8, gpt2onnx-int4-kv8: the same with `--kv-cache-dtype int8` (an int8 KV cache);
+- llama.cpp-f32, -f16, -q8_0, -q4_0: llama.cpp's own llama-bench on GGUFs of the checkpoint
+  (contenders/llama_cpp.py; left out with the reason where it can't be built);
 - optimum: Optimum's plain export (main_export, task text-generation-with-past)
   run by ORTModelForCausalLM.generate, intra_op_num_threads=T;
 - transformers: GPT2LMHeadModel.generate (PyTorch, use_cache, inference_mode,
