@@ -19,14 +19,15 @@ from .plan import Plan
 REPO = Path(__file__).resolve().parent.parent
 
 
-def machine(threads: int) -> dict:
-    cpu = "unknown"
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
+def machine(threads: int) -> dict:
+    cpu = cpu_name()
     mem = None
     if Path("/proc/meminfo").is_file():
         mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20  # kB -> GiB

@@ -34,6 +34,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from .machine import cpu_name
+
 LEVELS = (1, 4, 16, 64)
 REQUESTS_PER_CLIENT = 2  # at concurrency 1: 4 requests (see _requests)
 PROMPT_TOKENS, NEW_TOKENS, SLOTS = 32, 64, 16
@@ -211,7 +213,7 @@ def main() -> int:
         print(f"{server.name}:", flush=True)
         port = args.port + i  # a fresh port each: a stopped server's socket may linger
         results[server.name] = measure(Server(server.name, server.precision, [str(port) if a == str(args.port) else a for a in server.command], server.extra), port)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "unknown CPU")
+    cpu = cpu_name()
     markdown, targets = report(results, {s.name: s.precision for s in chosen}, f"{cpu}, {os.cpu_count()} cores, {args.threads} threads per server.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -130,20 +130,19 @@ def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
     """The plan this checkpoint allows, and why Optimum's graph is kept instead (None if it isn't)."""
     from . import fast_graph
 
-    if plan.kv_cache_dtype == "int8" and plan.weights == "float16":
+    if plan.kv_int8 and plan.weights == "float16":
         raise UsageError("--kv-cache-dtype int8 is for CPU exports; a float16 export keeps a float16 KV cache: drop one of them")
+    # What only the GroupQueryAttention graph builds: the first such flag names the problem.
+    needs_gqa = [flag for flag, asked in ((f"--{plan.weights}", plan.weights != "float32"), ("--kv-cache-dtype int8", plan.kv_int8)) if asked]
     if plan.graph == "optimum":
-        if plan.weights != "float32":
-            raise UsageError(f"--{plan.weights} needs the GroupQueryAttention graph: drop --graph optimum")
-        if plan.kv_int8:
-            raise UsageError("--kv-cache-dtype int8 needs the GroupQueryAttention graph: drop --graph optimum")
+        if needs_gqa:
+            raise UsageError(f"{needs_gqa[0]} needs the GroupQueryAttention graph: drop --graph optimum")
         return plan, None
     problem = fast_graph.supports(config)
     if problem is None:
         return plan, None
-    if plan.weights != "float32" or plan.kv_int8:
-        what = f"--{plan.weights}" if plan.weights != "float32" else "--kv-cache-dtype int8"
-        raise UsageError(f"{what} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
+    if needs_gqa:
+        raise UsageError(f"{needs_gqa[0]} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
     return GraphPlan("optimum", "float32"), problem
 
 
