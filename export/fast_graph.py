@@ -35,11 +35,16 @@ import numpy as np
 
 from gpt2onnx.runtime import contract
 
+from . import gpt1
+
 MS_DOMAIN = "com.microsoft"
 IR_VERSION = 10  # what onnxruntime 1.2x-1.31 reads (onnx 1.23 would write 14 for opset 18)
-# GPT-2 activations the graph builds, by config.json's `activation_function`.
+# Activations the graph builds, by transformers' names (config.json's `activation_function`;
+# GPT-1's `afn` through gpt1.activation).
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-ERF_GELU = ("gelu",)
+ERF_GELU = ("gelu", "gelu_python")
+SIGMOID_GATED = {"silu": 1.0, "swish": 1.0, "quick_gelu": 1.702}  # x * sigmoid(k x)
+ACTIVATIONS = (*TANH_GELU, *ERF_GELU, *SIGMOID_GATED, "relu")
 
 
 def supports(config: dict) -> str | None:
@@ -47,8 +52,8 @@ def supports(config: dict) -> str | None:
     head_dim = config["n_embd"] // config["n_head"]
     if head_dim % 8:
         return f"head_dim {head_dim} is not a multiple of 8 (GroupQueryAttention needs that)"
-    activation = config.get("activation_function", "gelu_new")
-    if activation not in TANH_GELU + ERF_GELU:
+    activation = gpt1.activation(config)
+    if activation not in ACTIVATIONS:
         return f"activation_function {activation!r} is not built"
     if config.get("reorder_and_upcast_attn"):
         return "reorder_and_upcast_attn is not built"
@@ -120,8 +125,14 @@ class _Builder:
         return self.op(op_type, list(inputs), 1, domain, **attrs)[0]
 
 
-def _gelu(b: _Builder, x: str, activation: str) -> str:
-    """GPT-2's MLP activation, written as transformers computes it (the optimizer fuses it)."""
+def _activation(b: _Builder, x: str, activation: str) -> str:
+    """The MLP's activation, written as transformers computes it (the optimizer fuses the GELUs)."""
+    if activation == "relu":
+        return b.one("Relu", x)
+    if activation in SIGMOID_GATED:
+        k = SIGMOID_GATED[activation]
+        gate = b.one("Sigmoid", b.one("Mul", x, b.weight(f"{x}/k", np.array(k, np.float32))) if k != 1.0 else x)
+        return b.one("Mul", x, gate)
     if activation in ERF_GELU:  # 0.5 x (1 + erf(x / sqrt 2))
         scaled = b.one("Div", x, b.weight(f"{x}/sqrt2", np.array(math.sqrt(2.0), np.float32)))
         erf = b.one("Add", b.one("Erf", scaled), b.weight(f"{x}/one", np.array(1.0, np.float32)))
@@ -153,7 +164,8 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     n_layer, n_head, n_embd = config["n_layer"], config["n_head"], config["n_embd"]
     head_dim = n_embd // n_head
     eps = float(config.get("layer_norm_epsilon", 1e-5))
-    activation = config.get("activation_function", "gelu_new")
+    activation = gpt1.activation(config)
+    post_ln = config.get("model_type") == "openai-gpt"  # GPT-1: LayerNorm after each residual sum, none at the end
     model = helper.make_model(
         helper.make_graph([], "gpt2_gqa", [], []),
         opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)],
@@ -176,7 +188,7 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
     for i in range(n_layer):
         p = f"transformer.h.{i}."
-        x = b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
+        x = hidden if post_ln else b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
         qkv = b.one("Add", b.one("MatMul", x, w(p + "attn.c_attn.weight")), w(p + "attn.c_attn.bias"))  # [batch, seq, 3 n_embd]
         past_key, past_value = contract.past_names(i)
         present_key, present_value = contract.present_names(i)
@@ -202,16 +214,21 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
         )[0]  # [batch, seq, n_embd]
         out = b.one("Add", b.one("MatMul", attn, w(p + "attn.c_proj.weight")), w(p + "attn.c_proj.bias"))
         hidden = b.one("Add", hidden, out)
-        x = b.one("LayerNormalization", hidden, w(p + "ln_2.weight"), w(p + "ln_2.bias"), axis=-1, epsilon=eps)
+        if post_ln:
+            hidden = x = b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
+        else:
+            x = b.one("LayerNormalization", hidden, w(p + "ln_2.weight"), w(p + "ln_2.bias"), axis=-1, epsilon=eps)
         up = b.one("Add", b.one("MatMul", x, w(p + "mlp.c_fc.weight")), w(p + "mlp.c_fc.bias"))
-        down = b.one("Add", b.one("MatMul", _gelu(b, up, activation), w(p + "mlp.c_proj.weight")), w(p + "mlp.c_proj.bias"))
+        down = b.one("Add", b.one("MatMul", _activation(b, up, activation), w(p + "mlp.c_proj.weight")), w(p + "mlp.c_proj.bias"))
         hidden = b.one("Add", hidden, down)
+        if post_ln:
+            hidden = b.one("LayerNormalization", hidden, w(p + "ln_2.weight"), w(p + "ln_2.bias"), axis=-1, epsilon=eps)
     # Only the last logits_to_keep positions reach the output layer: a prompt's prefill needs one
     # row of logits, not seq x vocab of them (a third of a 512-token prefill's work on gpt2).
     start = b.one("Neg", contract.LOGITS_TO_KEEP)
     end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
     hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
-    final = b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
+    final = hidden if post_ln else b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
     if lm_head_transposed:
         lm_head = b.weight("lm_head.weight_transposed", wte_array.T)  # [n_embd, vocab]
     else:

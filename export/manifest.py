@@ -18,10 +18,23 @@ from .validate import ValidationReport
 EXPORTER_PACKAGES = ("gpt2onnx", "optimum-onnx", "optimum", "transformers", "torch", "accelerate", "onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
 
 
+def label_names(config: dict) -> tuple[str, ...]:
+    """A classifier's label names by id, from config.json's id2label (keys are strings there)."""
+    id2label = config.get("id2label") or {}
+    count = int(config.get("num_labels") or len(id2label) or 2)
+    return tuple(str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(count))
+
+
 def model_info_from_config(
-    config: dict, dtype: str = "float32", kv_cache: str = contract.CONCAT_KV, weights: str = "float32", kv_cache_dtype: str | None = None
+    config: dict,
+    dtype: str = "float32",
+    kv_cache: str = contract.CONCAT_KV,
+    weights: str = "float32",
+    kv_cache_dtype: str | None = None,
+    architecture: str = contract.GPT2_LM,
 ) -> ModelInfo:
-    """ModelInfo from a GPT-2 config.json."""
+    """ModelInfo from a GPT-2 (or GPT-1) config.json, for the model class `architecture`."""
+    classifier = contract.TASKS[architecture] == contract.TEXT_CLASSIFICATION
     return ModelInfo(
         n_layer=int(config["n_layer"]),
         n_head=int(config["n_head"]),
@@ -34,6 +47,9 @@ def model_info_from_config(
         kv_cache=kv_cache,
         weights=weights,
         kv_cache_dtype=kv_cache_dtype,
+        architecture=architecture,
+        labels=label_names(config) if classifier else None,
+        pad_token_id=config.get("pad_token_id") if classifier else None,
     )
 
 
@@ -61,7 +77,8 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
         "source": source,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {
-            "model_type": "gpt2",
+            "model_type": info.model_type,
+            "architecture": info.architecture,
             "n_layer": info.n_layer,
             "n_head": info.n_head,
             "n_embd": info.n_embd,
@@ -69,6 +86,7 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
             "vocab_size": info.vocab_size,
             "eos_token_id": info.eos_token_id,
             "bos_token_id": info.bos_token_id,
+            **({"labels": list(info.labels), "pad_token_id": info.pad_token_id} if info.labels else {}),
         },
         "dtype": info.dtype,
         "weights": info.weights,

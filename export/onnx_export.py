@@ -144,6 +144,22 @@ def quiet_libraries(verbose: bool):
                 logger.setLevel(level)
 
 
+def copy_checkpoint_files(checkpoint: Path, out_dir: Path) -> None:
+    """What Optimum writes beside model.onnx, for a model it has no exporter for (GPT-1):
+    config.json, generation_config.json and the fast tokenizer's files (tokenizer.json)."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    out_dir.mkdir(parents=True)
+    config = AutoConfig.from_pretrained(checkpoint)
+    config.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
+    try:
+        generation = GenerationConfig.from_pretrained(checkpoint)
+    except OSError:  # no generation_config.json: transformers derives it from the model's config
+        generation = GenerationConfig.from_model_config(config)
+    generation.save_pretrained(out_dir)
+
+
 def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False) -> None:
     """Write model.onnx, config.json, generation_config.json and the tokenizer files to `out_dir`."""
     from optimum.exporters.onnx import main_export

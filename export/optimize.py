@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gpt2onnx.runtime import contract
 
-from . import fast_graph
+from . import fast_graph, gpt1
 from .onnx_export import save_onnx
 
 
@@ -116,16 +116,18 @@ def to_float16(model):
     return convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
 
 
-def optimize(folder: Path, config: dict, plan: GraphPlan, kv_scales: list | None = None) -> str:
+def optimize(folder: Path, config: dict, plan: GraphPlan, kv_scales: list | None = None, checkpoint: Path | None = None) -> str:
     """Replace Optimum's folder/model.onnx with the graph `plan` asks for; return the manifest's kv_cache.
-    kv_scales: an int8 KV cache's scales (kv_quant.calibrate), None for a float one."""
+    kv_scales: an int8 KV cache's scales (kv_quant.calibrate), None for a float one.
+    checkpoint: a GPT-1 checkpoint, whose weights come from PyTorch (Optimum exports no GPT-1)."""
     import onnx
 
     if plan.graph == "optimum":
         return contract.CONCAT_KV
     path = folder / contract.MODEL_FILE
     quantized = plan.weights in ("int8", "int4")  # the quantizers take the output layer as a MatMul by a constant
-    model, matrices = fast_graph.build(fast_graph.read_weights(path), config, lm_head_transposed=quantized, kv_scales=kv_scales)
+    weights = gpt1.read_weights(checkpoint) if checkpoint is not None else fast_graph.read_weights(path)
+    model, matrices = fast_graph.build(weights, config, lm_head_transposed=quantized, kv_scales=kv_scales)
     model = fuse(model, config)
     fast_graph.attach_matrices(model, matrices)
     if quantized:

@@ -22,14 +22,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gpt2onnx.runtime import contract
 from gpt2onnx.runtime.errors import Gpt2OnnxError, UsageError
+from gpt2onnx.runtime.manifest import ModelInfo
 
 from . import checkpoint
 from .manifest import model_info_from_config, write_manifest
-from .onnx_export import export_onnx
+from .onnx_export import copy_checkpoint_files, export_onnx
 from .optimize import GraphPlan, optimize
 from .progress import Progress
-from .validate import validate
+from .validate import ValidationReport, validate
 
 PARTIAL = ".partial-"
 OLD = ".old-"
@@ -126,10 +128,15 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     _remove_model(old)
 
 
-def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
+def _settle_plan(plan: GraphPlan, config: dict, architecture: str = contract.GPT2_LM) -> tuple[GraphPlan, str | None]:
     """The plan this checkpoint allows, and why Optimum's graph is kept instead (None if it isn't)."""
     from . import fast_graph
 
+    if contract.TASKS[architecture] == contract.TEXT_CLASSIFICATION:
+        if plan != GraphPlan() and plan != GraphPlan("optimum"):
+            flag = f"--{plan.weights}" if plan.weights != "float32" else "--kv-cache-dtype"
+            raise UsageError(f"{flag} is for text-generation exports; a {architecture} checkpoint exports at float32: drop {flag}")
+        return GraphPlan("optimum"), None  # one pass over whole texts, no KV cache: Optimum's graph as it comes
     if plan.kv_int8 and plan.weights == "float16":
         raise UsageError("--kv-cache-dtype int8 is for CPU exports; a float16 export keeps a float16 KV cache: drop one of them")
     # What only the GroupQueryAttention graph builds: the first such flag names the problem.
@@ -138,9 +145,16 @@ def _settle_plan(plan: GraphPlan, config: dict) -> tuple[GraphPlan, str | None]:
         if needs_gqa:
             raise UsageError(f"{needs_gqa[0]} needs the GroupQueryAttention graph: drop --graph optimum")
         return plan, None
+    if architecture == contract.OPENAI_GPT_LM:
+        if plan.graph == "optimum":
+            raise UsageError("Optimum has no ONNX exporter for GPT-1 (openai-gpt): drop --graph optimum")
+        if plan.kv_int8:
+            raise UsageError("--kv-cache-dtype int8 is calibrated on GPT-2's cache; GPT-1 exports keep a float32 cache: drop it")
     problem = fast_graph.supports(config)
     if problem is None:
         return plan, None
+    if architecture == contract.OPENAI_GPT_LM:
+        raise UsageError(f"gpt2onnx's graph can't express this GPT-1 checkpoint ({problem}), and Optimum has no exporter for GPT-1")
     if needs_gqa:
         raise UsageError(f"{needs_gqa[0]} needs the GroupQueryAttention graph, which can't express this checkpoint: {problem}")
     return GraphPlan("optimum", "float32"), problem
@@ -156,6 +170,27 @@ def _kv_scales(checkpoint_dir: Path, export_dir: Path, config: dict) -> list:
 
     tokenizer = Tokenizer(export_dir / contract.TOKENIZER_FILE)
     return kv_quant.calibrate(checkpoint_dir, kv_quant.calibration_sequences(tokenizer.encode, int(config["n_positions"]), PROMPTS))
+
+
+def _export_generator(
+    folder: Path, tmp: Path, config: dict, architecture: str, plan: GraphPlan, atol: float | None, progress: Progress, verbose: bool
+) -> tuple[ModelInfo, ValidationReport]:
+    """The export, optimize and validate steps of a text-generation model, into `tmp`."""
+    if architecture == contract.OPENAI_GPT_LM:  # no Optimum exporter: the graph is built from PyTorch's weights
+        with progress.step("export", "copying GPT-1's config and tokenizer"):
+            copy_checkpoint_files(folder, tmp)
+    else:
+        with progress.step("export", "exporting ONNX with Optimum"):
+            export_onnx(folder, tmp, verbose=verbose)
+    what = "keeping Optimum's graph" if plan.graph == "optimum" else f"building the GroupQueryAttention graph ({plan.weights})"
+    with progress.step("optimize", what):
+        kv_scales = _kv_scales(folder, tmp, config) if plan.kv_int8 else None
+        kv_cache = optimize(tmp, config, plan, kv_scales, checkpoint=folder if architecture == contract.OPENAI_GPT_LM else None)
+    dtype = "float16" if plan.weights == "float16" else "float32"
+    info = model_info_from_config(config, dtype, kv_cache, plan.weights, "int8" if plan.kv_int8 else None, architecture)
+    with progress.step("validate", "validating against PyTorch"):
+        report = validate(folder, tmp, info, atol)
+    return info, report
 
 
 def export_model(
@@ -181,21 +216,17 @@ def export_model(
 
     with progress.step("load", f"checking {model}"):
         folder = checkpoint.resolve(model)
-        config = checkpoint.check_gpt2(folder)
-        plan, kept = _settle_plan(plan, config)
+        config, architecture = checkpoint.check_checkpoint(folder)
+        plan, kept = _settle_plan(plan, config, architecture)
     tmp = out.with_name(f".{out.name}{PARTIAL}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with progress.step("export", "exporting ONNX with Optimum"):
-            export_onnx(folder, tmp, verbose=verbose)
-        what = "keeping Optimum's graph" if plan.graph == "optimum" else f"building the GroupQueryAttention graph ({plan.weights})"
-        with progress.step("optimize", what):
-            kv_scales = _kv_scales(folder, tmp, config) if plan.kv_int8 else None
-            kv_cache = optimize(tmp, config, plan, kv_scales)
-        dtype = "float16" if plan.weights == "float16" else "float32"
-        info = model_info_from_config(config, dtype, kv_cache, plan.weights, "int8" if plan.kv_int8 else None)
-        with progress.step("validate", "validating against PyTorch"):
-            report = validate(folder, tmp, info, atol)
+        if contract.TASKS[architecture] == contract.TEXT_CLASSIFICATION:
+            from .classifier import export_classifier
+
+            info, report = export_classifier(folder, tmp, config, atol, progress, verbose)
+        else:
+            info, report = _export_generator(folder, tmp, config, architecture, plan, atol, progress, verbose)
         if not report.passed:
             raise ValidationFailed(
                 f"ONNX logits differ from PyTorch's by {report.max_abs_diff:.3g} > atol {report.atol:g}: "

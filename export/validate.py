@@ -57,12 +57,13 @@ class ValidationReport:
         return self.max_abs_diff <= self.atol
 
 
-def torch_logits(checkpoint: Path, prompts: list[list[int]]) -> list[np.ndarray]:
-    """PyTorch's logits [seq, vocab] for each prompt, float32 on the CPU."""
+def torch_logits(checkpoint: Path, prompts: list[list[int]], architecture: str = contract.GPT2_LM) -> list[np.ndarray]:
+    """PyTorch's logits [seq, vocab] for each prompt, float32 on the CPU, from transformers' class
+    `architecture` (GPT2LMHeadModel or OpenAIGPTLMHeadModel)."""
     import torch
-    from transformers import GPT2LMHeadModel
+    import transformers
 
-    model = GPT2LMHeadModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = getattr(transformers, architecture).from_pretrained(checkpoint, dtype=torch.float32).eval()
     with torch.no_grad():
         return [model(torch.tensor([ids])).logits[0].numpy() for ids in prompts]
 
@@ -78,7 +79,7 @@ def validate(checkpoint: Path, export_dir: Path, info: ModelInfo, atol: float | 
 
     tokenizer = Tokenizer(export_dir / contract.TOKENIZER_FILE)
     prompts = [tokenizer.encode(text)[: info.n_positions] for text in PROMPTS]
-    expected = torch_logits(checkpoint, prompts)
+    expected = torch_logits(checkpoint, prompts, info.architecture)
     session = DecoderSession(export_dir / contract.MODEL_FILE, info, provider="cpu")
     prefill_diff = cached_diff = 0.0
     agree = 0

@@ -18,6 +18,13 @@ SHARED_KV = "shared"  # gpt2onnx's GroupQueryAttention graph: one buffer per lay
 CONCAT_KV = "concat"  # Optimum's graph: present = concat(past, new) every step (manifests without the key)
 KV_LAYOUTS = (SHARED_KV, CONCAT_KV)
 
+# The manifest's `architecture`: transformers' class name of the exported model, and what it does.
+GPT2_LM = "GPT2LMHeadModel"  # GPT-2 with its language-model head: generation
+OPENAI_GPT_LM = "OpenAIGPTLMHeadModel"  # the original GPT (GPT-1): generation
+GPT2_CLASSIFIER = "GPT2ForSequenceClassification"  # GPT-2 with a classification head: label probabilities
+TEXT_GENERATION, TEXT_CLASSIFICATION = "text-generation", "text-classification"  # Optimum's task names
+TASKS = {GPT2_LM: TEXT_GENERATION, OPENAI_GPT_LM: TEXT_GENERATION, GPT2_CLASSIFIER: TEXT_CLASSIFICATION}
+
 # Inputs of Optimum's GPT-2 decoder with past.
 INPUT_IDS = "input_ids"  # int64 [batch, seq]
 ATTENTION_MASK = "attention_mask"  # int64 [batch, past + seq]

@@ -42,6 +42,19 @@ class ModelInfo:
     kv_cache: str = contract.CONCAT_KV  # the graph's KV layout: "shared" (in-place buffers) or "concat" (Optimum's)
     weights: str = "float32"  # how the weights are stored: "float32", "float16", "int8" (dynamic quantization) or "int4" (MatMulNBits)
     kv_cache_dtype: str | None = None  # the KV cache's element type where it is not dtype: "int8" (fixed scales in the graph)
+    architecture: str = contract.GPT2_LM  # transformers' class of the exported model (contract.TASKS)
+    labels: tuple[str, ...] | None = None  # a classifier's label names by id (config.json's id2label)
+    pad_token_id: int | None = None  # a classifier's padding token: its score is read at the last other token
+
+    @property
+    def model_type(self) -> str:
+        """config.json's model_type: "gpt2", or "openai-gpt" for GPT-1."""
+        return "openai-gpt" if self.architecture == contract.OPENAI_GPT_LM else "gpt2"
+
+    @property
+    def task(self) -> str:
+        """What the model does: contract.TEXT_GENERATION or contract.TEXT_CLASSIFICATION."""
+        return contract.TASKS[self.architecture]
 
     @property
     def kv_dtype(self) -> str:
@@ -133,6 +146,16 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
     kv_dtype = manifest.get("kv_cache_dtype", dtype)
     if kv_dtype not in KV_DTYPES or (kv_dtype == "int8" and kv_cache != contract.SHARED_KV):
         raise ModelLoadError(f"{path} has kv_cache_dtype {short(kv_dtype)} with kv_cache {short(kv_cache)}, which gpt2onnx does not run: re-export the model")
+    architecture = block.get("architecture", contract.GPT2_LM)  # manifests before GPT-1 and classifiers: GPT-2 LMs
+    if architecture not in contract.TASKS:
+        raise ModelLoadError(f"{path} has architecture {short(architecture)}; gpt2onnx runs {', '.join(contract.TASKS)}: re-export the model")
+    labels = block.get("labels")
+    if contract.TASKS[architecture] == contract.TEXT_CLASSIFICATION:
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise ModelLoadError(f"{path} has no label names for its classifier ('labels' must be a list of strings): re-export the model")
+        labels = tuple(labels)
+    else:
+        labels = None
     info = ModelInfo(
         n_layer=whole("n_layer", 1),
         n_head=whole("n_head", 1),
@@ -145,6 +168,9 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
         kv_cache=kv_cache,
         weights=weights,
         kv_cache_dtype=None if kv_dtype == dtype else kv_dtype,
+        architecture=architecture,
+        labels=labels,
+        pad_token_id=whole("pad_token_id", 0, optional=True),
     )
     if info.n_embd % info.n_head:
         raise ModelLoadError(f"{path} describes an impossible model: re-export the model")

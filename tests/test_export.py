@@ -109,7 +109,7 @@ def test_refuses_a_checkpoint_that_is_not_gpt2(tmp_path):
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    assert_one_line_error(run_cli("export", str(bert), str(tmp_path / "out")), 2, "holds a bert checkpoint: gpt2onnx exports GPT-2 models only")
+    assert_one_line_error(run_cli("export", str(bert), str(tmp_path / "out")), 2, "holds a bert checkpoint: gpt2onnx exports GPT-2 and GPT-1 models only")
     assert not (tmp_path / "out").exists()
 
 
