@@ -105,6 +105,11 @@ def check_checkpoint(folder: Path) -> tuple[dict, str]:
     if not isinstance(config, dict):
         raise UsageError(f"{config_path} is not a JSON object: it is not a Hugging Face checkpoint's config")
     kind = architecture(config, folder)
+    if config.get("add_cross_attention"):
+        raise UsageError(
+            f"{folder} has add_cross_attention: it is the decoder of an encoder-decoder model and needs its encoder's "
+            "states; export the encoder-decoder pair with Optimum instead"
+        )
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise UsageError(f"{folder} has no weights ({' or '.join(WEIGHT_FILES[::2])}): save the model with save_pretrained")
     has_tokenizer = (folder / "tokenizer.json").is_file() or all((folder / n).is_file() for n in ("vocab.json", "merges.txt"))

@@ -22,8 +22,10 @@ The I/O names stay Optimum's (gpt2onnx.runtime.contract). What changes:
 - one more input, logits_to_keep (transformers' name): logits come for the last
   k positions only, so a prefill computes one row of logits instead of seq rows.
 
-Left out on purpose: checkpoints this graph can't express (an activation other
-than GELU, head_dim not a multiple of 8) keep Optimum's graph; `supports` says why.
+Left out on purpose: checkpoints this graph can't express (an activation it doesn't
+build, head_dim not a multiple of 8) keep Optimum's graph; `supports` says why.
+reorder_and_upcast_attn needs nothing: it computes the attention scores in float32
+with the scale folded in first, which a float32 graph does anyway.
 """
 
 from __future__ import annotations
@@ -55,8 +57,6 @@ def supports(config: dict) -> str | None:
     activation = gpt1.activation(config)
     if activation not in ACTIVATIONS:
         return f"activation_function {activation!r} is not built"
-    if config.get("reorder_and_upcast_attn"):
-        return "reorder_and_upcast_attn is not built"
     return None
 
 
@@ -87,6 +87,11 @@ def read_weights(optimum_model: Path) -> dict[str, np.ndarray]:
             weights[node.output[0]] = weights[node.input[0]]
         elif node.op_type == "Constant" and node.output[0].startswith("transformer."):
             weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    # The output layer: a tied one reads wte through a Transpose; an untied one (tie_word_embeddings
+    # false) is its own initializer, stored transposed under a name torch made up (onnx::MatMul_N).
+    for node in model.graph.node:
+        if contract.LOGITS in node.output and node.input[1] in weights:
+            weights["lm_head.weight"] = weights.pop(node.input[1]).T  # [vocab, n_embd]
     return weights
 
 
@@ -229,7 +234,10 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
     hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
     final = hidden if post_ln else b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
-    if lm_head_transposed:
+    untied = weights.pop("lm_head.weight", None)  # [vocab, n_embd]: a checkpoint with tie_word_embeddings false
+    if untied is not None:
+        lm_head = b.weight("lm_head.weight_transposed", untied.T)  # [n_embd, vocab]
+    elif lm_head_transposed:
         lm_head = b.weight("lm_head.weight_transposed", wte_array.T)  # [n_embd, vocab]
     else:
         # onnxruntime folds it once at load into a transposed copy, and keeps wte for the lookup

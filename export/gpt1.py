@@ -38,6 +38,7 @@ def read_weights(checkpoint: Path) -> dict[str, np.ndarray]:
 
     model = OpenAIGPTLMHeadModel.from_pretrained(checkpoint, dtype=torch.float32)
     weights = {RENAMED.get(name, name): tensor.detach().numpy().copy() for name, tensor in model.state_dict().items()}
-    weights.pop("lm_head.weight", None)  # tied to tokens_embed: the graph reads wte
+    if model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)  # tied to tokens_embed: the graph reads wte
     del model
     return weights

@@ -106,6 +106,35 @@ def _remove_orphan_tensor_files(folder: Path) -> None:
             path.unlink()
 
 
+def needs_eager_attention(config: dict) -> bool:
+    """Whether transformers must run GPT-2's eager attention to honour this config.
+
+    transformers 4.57's SDPA attention (its default) ignores scale_attn_weights=false and
+    scale_attn_by_inverse_layer_idx (transformers#44380, fixed after 4.57); the eager one,
+    the reference, applies them. So the export traces, and validation compares with, eager."""
+    return not config.get("scale_attn_weights", True) or bool(config.get("scale_attn_by_inverse_layer_idx"))
+
+
+@contextlib.contextmanager
+def eager_attention(on: bool):
+    """While on, Optimum loads the checkpoint with attn_implementation="eager" (needs_eager_attention)."""
+    if not on:
+        yield
+        return
+    from optimum.exporters.tasks import TasksManager
+
+    original = TasksManager.get_model_from_task
+
+    def eager(*args, **kwargs):
+        return original(*args, **{**kwargs, "attn_implementation": "eager"})
+
+    TasksManager.get_model_from_task = staticmethod(eager)
+    try:
+        yield
+    finally:
+        TasksManager.get_model_from_task = original
+
+
 @contextlib.contextmanager
 def quiet_stdout():
     """Send everything written to fd 1 (Python or C) to stderr, so --json stdout stays clean."""
@@ -160,12 +189,13 @@ def copy_checkpoint_files(checkpoint: Path, out_dir: Path) -> None:
     generation.save_pretrained(out_dir)
 
 
-def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False) -> None:
-    """Write model.onnx, config.json, generation_config.json and the tokenizer files to `out_dir`."""
+def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False, eager: bool = False) -> None:
+    """Write model.onnx, config.json, generation_config.json and the tokenizer files to `out_dir`
+    (`eager`: trace transformers' eager attention, see needs_eager_attention)."""
     from optimum.exporters.onnx import main_export
     from transformers import AutoTokenizer
 
-    with quiet_stdout(), quiet_libraries(verbose), large_model_support():
+    with quiet_stdout(), quiet_libraries(verbose), large_model_support(), eager_attention(eager):
         main_export(
             str(checkpoint),
             output=out_dir,

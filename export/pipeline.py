@@ -28,7 +28,7 @@ from gpt2onnx.runtime.manifest import ModelInfo
 
 from . import checkpoint
 from .manifest import model_info_from_config, write_manifest
-from .onnx_export import copy_checkpoint_files, export_onnx
+from .onnx_export import copy_checkpoint_files, export_onnx, needs_eager_attention
 from .optimize import GraphPlan, optimize
 from .progress import Progress
 from .validate import ValidationReport, validate
@@ -137,6 +137,11 @@ def _settle_plan(plan: GraphPlan, config: dict, architecture: str = contract.GPT
             flag = f"--{plan.weights}" if plan.weights != "float32" else "--kv-cache-dtype"
             raise UsageError(f"{flag} is for text-generation exports; a {architecture} checkpoint exports at float32: drop {flag}")
         return GraphPlan("optimum"), None  # one pass over whole texts, no KV cache: Optimum's graph as it comes
+    if architecture == contract.OPENAI_GPT_LM:
+        if plan.graph == "optimum":
+            raise UsageError("Optimum has no ONNX exporter for GPT-1 (openai-gpt): drop --graph optimum")
+        if plan.kv_int8:
+            raise UsageError("--kv-cache-dtype int8 is calibrated on GPT-2's cache; GPT-1 exports keep a float32 cache: drop it")
     if plan.kv_int8 and plan.weights == "float16":
         raise UsageError("--kv-cache-dtype int8 is for CPU exports; a float16 export keeps a float16 KV cache: drop one of them")
     # What only the GroupQueryAttention graph builds: the first such flag names the problem.
@@ -145,11 +150,6 @@ def _settle_plan(plan: GraphPlan, config: dict, architecture: str = contract.GPT
         if needs_gqa:
             raise UsageError(f"{needs_gqa[0]} needs the GroupQueryAttention graph: drop --graph optimum")
         return plan, None
-    if architecture == contract.OPENAI_GPT_LM:
-        if plan.graph == "optimum":
-            raise UsageError("Optimum has no ONNX exporter for GPT-1 (openai-gpt): drop --graph optimum")
-        if plan.kv_int8:
-            raise UsageError("--kv-cache-dtype int8 is calibrated on GPT-2's cache; GPT-1 exports keep a float32 cache: drop it")
     problem = fast_graph.supports(config)
     if problem is None:
         return plan, None
@@ -181,7 +181,7 @@ def _export_generator(
             copy_checkpoint_files(folder, tmp)
     else:
         with progress.step("export", "exporting ONNX with Optimum"):
-            export_onnx(folder, tmp, verbose=verbose)
+            export_onnx(folder, tmp, verbose=verbose, eager=needs_eager_attention(config))
     what = "keeping Optimum's graph" if plan.graph == "optimum" else f"building the GroupQueryAttention graph ({plan.weights})"
     with progress.step("optimize", what):
         kv_scales = _kv_scales(folder, tmp, config) if plan.kv_int8 else None
@@ -245,7 +245,13 @@ def export_model(
         output_dir=str(out),
         files=files,
         total_bytes=sum(files.values()),
-        graph={"kv_cache": info.kv_cache, "weights": info.weights, "kv_cache_dtype": info.kv_dtype, "plain_graph_because": kept},
+        graph={
+            "kv_cache": info.kv_cache,
+            "weights": info.weights,
+            "kv_cache_dtype": info.kv_dtype,
+            "plain_graph_because": kept,
+            **({"architecture": info.architecture, "labels": list(info.labels), "pad_token_id": info.pad_token_id} if info.labels else {}),
+        },
         validation={
             "max_abs_diff": report.max_abs_diff,
             "prefill_max_abs_diff": report.prefill_max_abs_diff,

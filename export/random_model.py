@@ -1,7 +1,9 @@
-"""Random-init GPT-2 checkpoints with GPT-2's real tokenizer, for tests, demos and benchmarks.
+"""Random-init GPT-2 checkpoints with GPT-2's real tokenizer, and GPT-1 checkpoints with
+a small BPE trained here in GPT-1's format, for tests, demos and benchmarks.
 
 Random weights make timings real and parity tests exact without downloading
-anything. `python -m gpt2onnx.export.random_model DIR --n-layer 2 ...` writes one.
+anything. `python -m gpt2onnx.export.random_model DIR --n-layer 2 ...` writes one
+(`--gpt1` for GPT-1).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def make_random_gpt2(
     seed: int = 0,
     initializer_range: float = 0.02,
     perturb: float = 0.0,
+    **options: object,
 ) -> Path:
     """Save a random GPT2LMHeadModel of this shape, with GPT-2's tokenizer, to `out_dir`.
 
@@ -49,7 +52,7 @@ def make_random_gpt2(
 
     torch.manual_seed(seed)
     tokenizer = gpt2_tokenizer()
-    config = GPT2Config(
+    settings = dict(
         n_layer=n_layer,
         n_head=n_head,
         n_embd=n_embd,
@@ -59,16 +62,80 @@ def make_random_gpt2(
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    config = GPT2Config(**(settings | options))
     model = GPT2LMHeadModel(config).eval()
-    if perturb:
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if parameter.ndim == 1:  # biases and LayerNorm weights/biases
-                    parameter.add_(torch.randn_like(parameter) * perturb)
+    _perturb(model, perturb)
     out = Path(out_dir)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def train_gpt1_tokenizer(out_dir: Path, vocab_size: int = 1000):
+    """A GPT-1-format BPE trained on the packaged calibration text, saved as vocab.json and
+    merges.txt in `out_dir`, loaded by transformers' OpenAIGPTTokenizerFast.
+
+    GPT-1's real files (40,478 tokens) can't be downloaded here; this one has its format:
+    BERT's lowercasing normalizer and pre-tokenizer, `</w>` word ends, an <unk> token."""
+    import json
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import OpenAIGPTTokenizerFast
+
+    text = (Path(__file__).parent / "assets" / "calibration.txt").read_text(encoding="utf-8")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    bpe.normalizer = normalizers.BertNormalizer(lowercase=True)
+    bpe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bpe.decoder = decoders.BPEDecoder(suffix="</w>")
+    alphabet = list(string.ascii_lowercase + string.digits + string.punctuation)  # every ASCII word has tokens
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>"], end_of_word_suffix="</w>", initial_alphabet=alphabet)
+    bpe.train_from_iterator([*text.splitlines(), " ".join(alphabet)], trainer)  # each character ending a word, too
+    trained = json.loads(bpe.to_str())["model"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.json").write_text(json.dumps(trained["vocab"]), encoding="utf-8")
+    merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in trained["merges"]]
+    (out_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return OpenAIGPTTokenizerFast(vocab_file=str(out_dir / "vocab.json"), merges_file=str(out_dir / "merges.txt"))
+
+
+def make_random_gpt1(
+    out_dir: str | Path,
+    n_layer: int = 2,
+    n_head: int = 4,
+    n_embd: int = 64,
+    n_positions: int = 512,
+    seed: int = 0,
+    initializer_range: float = 0.2,
+    perturb: float = 0.1,
+    **options: object,
+) -> Path:
+    """Save a random OpenAIGPTLMHeadModel (GPT-1) of this shape, with a GPT-1-format BPE
+    (train_gpt1_tokenizer), to `out_dir`. initializer_range and perturb as for GPT-2;
+    `options`: more OpenAIGPTConfig settings (afn, ...)."""
+    import torch
+    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    out = Path(out_dir)
+    tokenizer = train_gpt1_tokenizer(out)
+    torch.manual_seed(seed)
+    settings = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions, initializer_range=initializer_range, vocab_size=len(tokenizer))
+    model = OpenAIGPTLMHeadModel(OpenAIGPTConfig(**(settings | options))).eval()
+    _perturb(model, perturb)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _perturb(model, perturb: float) -> None:
+    """N(0, perturb) noise on every bias and LayerNorm parameter (see make_random_gpt2)."""
+    import torch
+
+    if perturb:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.ndim == 1:
+                    parameter.add_(torch.randn_like(parameter) * perturb)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,11 +144,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-layer", type=int, default=2)
     parser.add_argument("--n-head", type=int, default=4)
     parser.add_argument("--n-embd", type=int, default=64)
-    parser.add_argument("--n-positions", type=int, default=1024)
+    parser.add_argument("--n-positions", type=int, default=None, help="default: 1024 for GPT-2, 512 for GPT-1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpt2-small", action="store_true", help="the real gpt2 (124M) shape")
+    parser.add_argument("--gpt1", action="store_true", help="a GPT-1 (openai-gpt) with a small GPT-1-format BPE")
     args = parser.parse_args(argv)
-    shape = GPT2_SMALL if args.gpt2_small else {k: getattr(args, k) for k in GPT2_SMALL}
+    shape = GPT2_SMALL if args.gpt2_small else {k: getattr(args, k) for k in GPT2_SMALL if getattr(args, k) is not None}
+    if args.gpt1:
+        print(make_random_gpt1(args.out_dir, seed=args.seed, **shape))
+        return
     print(make_random_gpt2(args.out_dir, seed=args.seed, **shape))
 
 

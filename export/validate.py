@@ -59,11 +59,12 @@ class ValidationReport:
 
 def torch_logits(checkpoint: Path, prompts: list[list[int]], architecture: str = contract.GPT2_LM) -> list[np.ndarray]:
     """PyTorch's logits [seq, vocab] for each prompt, float32 on the CPU, from transformers' class
-    `architecture` (GPT2LMHeadModel or OpenAIGPTLMHeadModel)."""
+    `architecture` (GPT2LMHeadModel or OpenAIGPTLMHeadModel) with its eager attention: the
+    reference, which honours every config option (onnx_export.needs_eager_attention)."""
     import torch
     import transformers
 
-    model = getattr(transformers, architecture).from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = getattr(transformers, architecture).from_pretrained(checkpoint, dtype=torch.float32, attn_implementation="eager").eval()
     with torch.no_grad():
         return [model(torch.tensor([ids])).logits[0].numpy() for ids in prompts]
 

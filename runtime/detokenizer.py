@@ -4,6 +4,11 @@ GPT-2's byte-level BPE can split one UTF-8 character over several tokens, and a
 token decoded alone then shows U+FFFD. We hold text back until the bytes so far
 decode to whole characters, so the deltas never carry a broken character and
 join to exactly the text of the whole sequence.
+
+A sequence's text is what it adds to its prompt's: decoding starts from the
+prompt's last token, as context. GPT-1's BPE marks word ends (`</w>`) and
+SentencePiece-style decoders drop a first token's space, so new ids decoded alone
+lose the space between the prompt and the first new word.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ class StreamDecoder:
     already emitted) to the end, so each push costs O(window), not O(sequence).
     """
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, context: list[int] | tuple[int, ...] = ()):
+        """`context`: the prompt's last token(s); their text is never emitted."""
         self._tokenizer = tokenizer
-        self._ids: list[int] = []
+        self._ids: list[int] = [int(i) for i in context]
         self._prefix = 0  # window start: ids before it are fully emitted
-        self._read = 0  # ids before it have been emitted as text
+        self._read = len(self._ids)  # ids before it have been emitted as text (or are context)
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text it completes ("" while a character is still partial)."""

@@ -61,8 +61,8 @@ class Completion:
 class _Row:
     """One sequence's stream: its decoder, stop matcher, text, and tokens not yet sent."""
 
-    def __init__(self, tokenizer: Tokenizer, stops: tuple[str, ...]):
-        self.decoder, self.stops = StreamDecoder(tokenizer), StopMatcher(stops)
+    def __init__(self, tokenizer: Tokenizer, stops: tuple[str, ...], prompt_ids: list[int]):
+        self.decoder, self.stops = StreamDecoder(tokenizer, prompt_ids[-1:]), StopMatcher(stops)
         self.text = ""
         self.tokens: list[int] = []
         self.records: list[TokenLogprobs] = []
@@ -110,7 +110,8 @@ class Run:
         self.prompt_ids = prompt_ids
         self.prompts = prompts if prompts is not None else [tokenizer.decode(ids) for ids in prompt_ids]
         self.search = make_search(session, config, rng, stop_check(tokenizer.decode, config.stop_strings))
-        self._rows = [_Row(tokenizer, config.stop_strings) for _ in range(len(prompt_ids) * config.num_return_sequences)]
+        n = config.num_return_sequences
+        self._rows = [_Row(tokenizer, config.stop_strings, prompt_ids[row // n]) for row in range(len(prompt_ids) * n)]
         self._cancel = threading.Event()
         self._cancel_sent = False  # the engine was asked to cancel the search
         self.finished = False  # the search is done and every delta was given out

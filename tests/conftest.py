@@ -15,7 +15,7 @@ import pytest
 
 from gpt2onnx.export.optimize import GraphPlan
 from gpt2onnx.export.pipeline import ExportReport, export_model
-from gpt2onnx.export.random_model import GPT2_SMALL, make_random_gpt2
+from gpt2onnx.export.random_model import GPT2_SMALL, make_random_gpt1, make_random_gpt2
 
 # Three shapes: a plain one, an odd head layout (head_dim 16 from n_embd=80, n_head=5)
 # with a short context, and a deeper narrow one with a very short context.
@@ -64,15 +64,25 @@ def gpt2_small(tmp_path_factory) -> Exported:
     return _export(tmp_path_factory.mktemp("gpt2_small"), "gpt2_small", GPT2_SMALL, seed=7)
 
 
+@pytest.fixture(scope="session")
+def gpt1(tmp_path_factory) -> Exported:
+    """A random GPT-1 (OpenAIGPTLMHeadModel, 512 positions) with a GPT-1-format BPE, exported."""
+    root = tmp_path_factory.mktemp("gpt1")
+    checkpoint = make_random_gpt1(root / "checkpoint")
+    return Exported("gpt1", checkpoint, root / "onnx", export_model(str(checkpoint), root / "onnx"))
+
+
 _torch_models: dict[Path, object] = {}
 
 
 def torch_model(checkpoint: Path):
-    """transformers' GPT2LMHeadModel for a checkpoint (cached), the oracle."""
+    """transformers' model for a checkpoint (cached), the oracle: the class its config names
+    (GPT2LMHeadModel, OpenAIGPTLMHeadModel), with eager attention, the reference one (transformers
+    4.57's SDPA ignores scale_attn_weights and scale_attn_by_inverse_layer_idx, transformers#44380)."""
     if checkpoint not in _torch_models:
-        from transformers import GPT2LMHeadModel
+        from transformers import AutoModelForCausalLM
 
-        _torch_models[checkpoint] = GPT2LMHeadModel.from_pretrained(checkpoint).eval()
+        _torch_models[checkpoint] = AutoModelForCausalLM.from_pretrained(checkpoint, attn_implementation="eager").eval()
     return _torch_models[checkpoint]
 
 

@@ -452,3 +452,14 @@ def test_worker_signals_survive_thousands_of_tokens(qtbot):
     qtbot.waitUntil(lambda: len(receiver.received) == 20000, timeout=60000)
     assert thread.wait(5000)  # the job's own thread quits it: no UI event loop needed
     assert receiver.received == list(range(20000))
+
+
+def test_a_gpt1_model_completes_like_the_api(qtbot, make_window, gpt1):
+    """GPT-1 (lowercasing BPE, no bos/eos) in the app: the completion is the API's."""
+    window = make_window(model_folder=str(gpt1.onnx_dir))
+    window.panel.set_settings(GREEDY)
+    type_text(qtbot, window, "The quick brown fox")
+    complete(qtbot, window)
+    expected = window.model.generate("The quick brown fox", do_sample=False, max_new_tokens=12, repetition_penalty=1.2, no_repeat_ngram_size=3).text
+    assert window.tracker.text == expected and expected
+    assert window.editor.toPlainText() == "The quick brown fox" + expected
