@@ -1,4 +1,4 @@
-"""gpt2onnx.cli: the `gpt2onnx` command, with `export`, `generate`, `score`, `desktop` and `serve`.
+"""gpt2onnx.cli: the `gpt2onnx` command, with `export`, `generate`, `score`, `classify`, `desktop` and `serve`.
 
 The umbrella over the three packages: the runtime's commands (runtime/commands.py),
 the exporter's (export/cli.py) and the desktop app's arguments. It lives outside

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from gpt2onnx.runtime import Engine, GenerationConfig, Gpt2OnnxError, Model, Run, TokenLogprobs, load
+from gpt2onnx.runtime.contract import TEXT_GENERATION
 
 TOP_ALTERNATIVES = 5  # alternatives the token inspector shows
 
@@ -145,6 +146,7 @@ class ModelLoader(Job):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a fallback is shown from model.provider_note
                 model = load(self.folder, provider=self.provider, threads=session_threads())
+            model.require_task(TEXT_GENERATION)  # a classifier export: its one-line refusal, shown like any load error
         except Gpt2OnnxError as e:
             self.error.emit(str(e))
         except Exception as e:  # noqa: BLE001 - any failure becomes a message, the app goes on

@@ -60,7 +60,7 @@ def add_parser(subparsers) -> None:
         "--atol",
         type=float,
         default=None,
-        help="max abs logit difference from PyTorch accepted (default 1e-3; int8 and float16: 10%% and 1%% of the largest logit)",
+        help="max abs logit difference from PyTorch accepted (default 1e-3, classifiers 1e-4; int8 and float16: 10%% and 1%% of the largest logit)",
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -71,6 +71,10 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
         for path in sorted(folder.iterdir())
         if path.is_file() and path.name != contract.MANIFEST_FILE
     }
+    if info.task == contract.TEXT_CLASSIFICATION:  # no KV cache: kv_cache stays at its default, unused
+        io = contract.classifier_signature(info.dtype)
+    else:
+        io = contract.io_signature(info.n_layer, info.dtype, info.kv_cache, info.kv_dtype)
     manifest = {
         "format": contract.MANIFEST_FORMAT,
         "format_version": contract.MANIFEST_VERSION,
@@ -92,7 +96,7 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
         "weights": info.weights,
         "kv_cache": info.kv_cache,
         "kv_cache_dtype": info.kv_dtype,
-        "io": contract.io_signature(info.n_layer, info.dtype, info.kv_cache, info.kv_dtype),
+        "io": io,
         "files": files,
         "validation": {
             "max_abs_diff": validation.max_abs_diff,

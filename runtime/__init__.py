@@ -5,13 +5,16 @@
     print(model.generate("Once upon a time", max_new_tokens=20).text)
     for delta in model.stream("Once upon a time", max_new_tokens=20):
         print(delta, end="", flush=True)
+    load("sentiment-onnx/").classify(["I loved it"])  # a GPT2ForSequenceClassification export
 
 Layers, each calling only the ones below it: model (load, tokenize, generate,
-stream, score) -> run (Run: a search to text deltas; Engine: slots shared by
+stream, score, classify) -> run (Run: a search to text deltas; Engine: slots shared by
 many searches) -> search (Generator, BeamSearch on a DecodeState) -> kv_cache
--> session (onnxruntime).
+-> session (onnxruntime); a classifier's classify -> classifier (ClassifierSession)
+-> onnxruntime.
 """
 
+from .classifier import Classification
 from .config import GenerationConfig
 from .errors import Gpt2OnnxError, ModelLoadError, ProviderError, UsageError
 from .beam_search import BeamSearch
@@ -27,6 +30,7 @@ from .providers import ProviderFallbackWarning
 
 __all__ = [
     "BeamSearch",
+    "Classification",
     "Completion",
     "CompletionStream",
     "DEFAULT_MODEL",

@@ -1,4 +1,4 @@
-"""The runtime's commands, `generate` and `score`, and the one-line error helpers
+"""The runtime's commands, `generate` and `score` (`classify`: classify_command.py), and the one-line error helpers
 the `gpt2onnx` command (gpt2onnx.cli) builds its parser with.
 
 Only argparse and the runtime: the umbrella command adds `export` and `desktop`,
@@ -68,7 +68,7 @@ GENERATION_FLAGS = {
 DEFAULT_MAX_NEW_TOKENS = 50
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_model_arguments(parser: argparse.ArgumentParser, json_help: str = "print one JSON object instead of text") -> None:
     parser.add_argument(
         "--model",
         metavar="DIR",
@@ -76,7 +76,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="an export folder made by 'gpt2onnx export' (default: the shipped model, a small GPT-2 trained on fortune cookies)",
     )
     parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="where to run (default auto: CUDA if it works, else CPU)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--json", action="store_true", help=json_help)
     parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model files (faster load)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="onnxruntime intra-op threads (default: all cores)")
 
@@ -124,9 +124,12 @@ def _add_score_parser(subparsers) -> None:
 
 
 def add_parsers(subparsers) -> None:
-    """Add `generate` and `score` to the `gpt2onnx` command's subparsers."""
+    """Add `generate`, `score` and `classify` to the `gpt2onnx` command's subparsers."""
+    from . import classify_command  # it imports this module's helpers
+
     _add_generate_parser(subparsers)
     _add_score_parser(subparsers)
+    classify_command.add_parser(subparsers)
 
 
 def _utf8(data: bytes, what: str) -> str:

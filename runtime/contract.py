@@ -1,5 +1,6 @@
 """The export folder's contract, declared once: file names, manifest format and
-the decoder graph's I/O names (Optimum's `text-generation-with-past` names).
+the decoder graph's I/O names (Optimum's `text-generation-with-past` names), and the
+classifier graph's (`text-classification`).
 
 The exporter writes to it and the runtime checks against it.
 """
@@ -71,6 +72,19 @@ def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV
         inputs += [{"name": n, "dtype": kv_dtype, "shape": kv_in} for n in past_names(layer)]
         outputs += [{"name": n, "dtype": kv_dtype, "shape": kv_out} for n in present_names(layer)]
     return {"inputs": inputs, "outputs": outputs}
+
+
+def classifier_signature(dtype: str = "float32") -> dict:
+    """The manifest's `io` block for a text classifier (Optimum's `text-classification` graph): whole
+    right-padded texts in, one row of label scores per text out, read at each text's last token that
+    is not the pad token (transformers' rule, built into the graph). No KV cache, no positions."""
+    return {
+        "inputs": [
+            {"name": INPUT_IDS, "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
+            {"name": ATTENTION_MASK, "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
+        ],
+        "outputs": [{"name": LOGITS, "dtype": dtype, "shape": ["batch_size", "num_labels"]}],
+    }
 
 
 def input_names(n_layer: int, kv_cache: str = CONCAT_KV) -> list[str]:

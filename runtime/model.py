@@ -1,4 +1,5 @@
-"""A loaded export folder and the calls most programs want: generate and stream.
+"""A loaded export folder and the calls most programs want: generate and stream
+(classify for a GPT2ForSequenceClassification export: classifier.py).
 
 `load(folder)` checks the manifest and the graph, opens the session on the
 requested provider and reads the model's generation defaults. `load()` with no
@@ -18,7 +19,8 @@ from typing import overload
 
 import numpy as np
 
-from . import contract, scoring
+from . import classifier, contract, scoring
+from .classifier import Classification, ClassifierSession
 from .config import GenerationConfig
 from .decode_state import check_prompts
 from .engine import Engine
@@ -97,10 +99,11 @@ def _folder(folder: str | Path | None) -> Path:
 
 
 def _generation_config(folder: Path, info) -> GenerationConfig:
-    """The model's generation defaults: its generation_config.json over its eos/bos tokens."""
+    """The model's generation defaults: its generation_config.json over its eos/bos tokens
+    (a classifier generates nothing: its eos/bos tokens alone, whatever file is there)."""
     defaults = {"eos_token_id": info.eos_token_id, "bos_token_id": info.bos_token_id}
     path = inside(folder, contract.GENERATION_CONFIG_FILE)
-    data = read_json(path) if path.is_file() else {}
+    data = read_json(path) if path.is_file() and info.task == contract.TEXT_GENERATION else {}
     try:
         config = GenerationConfig.from_dict(defaults | data)
         check_against_model(config, info)
@@ -125,13 +128,15 @@ def check_against_model(config: GenerationConfig, info) -> None:
 
 def read_defaults(folder: str | Path | None = None) -> GenerationConfig:
     """A model folder's generation defaults, read without loading the model (no hashing, no session):
-    the command line checks its flags against them before the slow load."""
+    the command line checks its flags against them before the slow load, and a classifier is refused."""
     path = _folder(folder)
-    return _generation_config(path, model_info(read_manifest(path), path))
+    info = model_info(read_manifest(path), path)
+    classifier.check_task(path, info, contract.TEXT_GENERATION)
+    return _generation_config(path, info)
 
 
 class Model:
-    """An export folder loaded for generation."""
+    """An export folder loaded for generation (or, a classifier's, for classify)."""
 
     def __init__(self, folder: str | Path | None = None, provider: str = "auto", verify: bool = True, threads: int | None = None):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS):
@@ -147,7 +152,10 @@ class Model:
                 "the tokenizer belongs to another model; re-export with the checkpoint's own tokenizer"
             )
         self.generation_config = _generation_config(self.folder, self.info)
-        self.session = DecoderSession(self.folder / contract.MODEL_FILE, self.info, provider, threads)
+        if self.info.task == contract.TEXT_CLASSIFICATION:
+            self.session: DecoderSession | ClassifierSession = ClassifierSession(self.folder / contract.MODEL_FILE, self.info, provider, threads)
+        else:
+            self.session = DecoderSession(self.folder / contract.MODEL_FILE, self.info, provider, threads)
 
     @property
     def provider(self) -> str:
@@ -158,6 +166,11 @@ class Model:
     def provider_note(self) -> str | None:
         """Why provider="auto" is on the CPU, or None."""
         return self.session.provider_note
+
+    def require_task(self, task: str) -> None:
+        """Refuse (UsageError, one line) a call for `task` (contract.TEXT_GENERATION or
+        TEXT_CLASSIFICATION) on a model exported for the other one."""
+        classifier.check_task(self.folder, self.info, task)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids for a prompt; an empty prompt starts from the bos token, as transformers does."""
@@ -179,6 +192,7 @@ class Model:
     def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Search:
         """A search with the step API (append_tokens, generate_next_token, is_done, results) on this
         model's session: beam search when num_beams > 1, else greedy search or sampling."""
+        self.require_task(contract.TEXT_GENERATION)
         config = self.config(config, **kwargs)
         return make_search(self.session, config, _rng(seed), stop_check(self.tokenizer.decode, config.stop_strings))
 
@@ -186,15 +200,18 @@ class Model:
         """A slot engine on this model's session: `slots` rows of a KV cache (each `capacity` tokens,
         default n_positions) that requests join and leave, and that keep their prefixes for reuse.
         Pass it to generate() and stream(); drive it from one thread."""
+        self.require_task(contract.TEXT_GENERATION)
         return Engine(self.session, slots, capacity)
 
     def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None, prompt_ids: list[list[int]] | None = None) -> Run:
         """A Run of already validated settings over prompts (or over `prompt_ids` given for them)."""
+        self.require_task(contract.TEXT_GENERATION)
         ids = prompt_ids if prompt_ids is not None else [self.encode_prompt(p) for p in prompts]
         return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts)
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> CompletionStream:
         """Text deltas of the completion of `prompt`, yielded as they are made (one sequence)."""
+        self.require_task(contract.TEXT_GENERATION)
         config = self.config(config, **kwargs)
         if config.num_return_sequences > 1:
             raise UsageError("stream() gives one sequence: use generate() for num_return_sequences > 1")
@@ -208,6 +225,7 @@ class Model:
     def generate(self, prompt, config=None, *, seed=None, engine=None, **kwargs):
         """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, run as one
         batch). `seed` makes sampling reproducible; `engine` runs it in a slot engine (prefix reuse)."""
+        self.require_task(contract.TEXT_GENERATION)
         iterable = hasattr(prompt, "__iter__") and not isinstance(prompt, (str, bytes, bytearray))
         prompts = list(prompt) if iterable else [prompt]
         if not prompts:
@@ -223,6 +241,7 @@ class Model:
     def score(self, texts: list[str], stride: int | None = None) -> list[Score]:
         """Teacher-forced log-probability and perplexity of each text (a sliding window of
         n_positions tokens every `stride` for texts longer than the context)."""
+        self.require_task(contract.TEXT_GENERATION)
         if isinstance(texts, str):
             raise UsageError("score() takes a list of texts: wrap a single text in a list")
         ids_list = [self.tokenizer.encode(text) for text in texts]
@@ -234,14 +253,25 @@ class Model:
             out.append(Score(text, len(tokens), logprob, scoring.perplexity(logprob, len(tokens)), tuple(tokens.tolist())))
         return out
 
+    def classify(self, texts: list[str]) -> list[Classification]:
+        """Each text's label and the probability of every label (a GPT2ForSequenceClassification
+        export), run in right-padded batches."""
+        self.require_task(contract.TEXT_CLASSIFICATION)
+        if isinstance(texts, str):
+            raise UsageError("classify() takes a list of texts: wrap a single text in a list")
+        texts = list(texts)
+        return classifier.classify(self.session, texts, [self.tokenizer.encode(text) for text in texts])
+
     def check_prompts(self, prompt_ids: list[list[int]]) -> None:
         """Refuse (UsageError) prompts this model can't run: empty, ids outside the vocabulary,
         longer than the context. A server checks before it queues a request."""
+        self.require_task(contract.TEXT_GENERATION)
         check_prompts(prompt_ids, self.info)
 
     def prompt_logprobs(self, ids: list[int], top_n: int = 0) -> list[TokenLogprobs]:
         """Each prompt token after the first: its log-probability given the ones before, with the
         top_n alternatives there (what OpenAI's echo with logprobs reports)."""
+        self.require_task(contract.TEXT_GENERATION)
         return scoring.prompt_logprobs(self.session, ids, top_n)
 
 

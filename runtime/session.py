@@ -41,21 +41,37 @@ def _return_freed_memory() -> None:
             pass
 
 
+def inference_session(model_path: Path, plan: providers.ProviderPlan, threads: int | None) -> ort.InferenceSession:
+    """onnxruntime's session over model_path on the plan's providers; an unreadable graph is a one-line ModelLoadError."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=list(plan.providers))
+    except Exception as e:  # onnxruntime raises its own types for unreadable graphs
+        raise ModelLoadError(f"onnxruntime cannot load {model_path}: {str(e).splitlines()[0]} (re-export the model)") from None
+    _return_freed_memory()
+    return session
+
+
+def check_io(session: ort.InferenceSession, signature: dict, what: str) -> None:
+    """Refuse a graph whose input or output names and element types are not the signature's (`what`: the graph it should be)."""
+    for kind, got in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        want = {tensor["name"]: _ORT_TYPES.get(tensor["dtype"]) for tensor in signature[kind]}
+        have = {tensor.name: tensor.type for tensor in got}
+        if want != have:
+            wrong = sorted(set(want.items()) ^ set(have.items()))[:3]
+            raise ModelLoadError(f"the graph's {kind} do not match {what} (first differences: {wrong}): export it with 'gpt2onnx export'")
+
+
 class DecoderSession:
     """An onnxruntime session over model.onnx, checked against the I/O contract."""
 
     def __init__(self, model_path: Path, info: ModelInfo, provider: str = "auto", threads: int | None = None):
         self.info = info
         plan = providers.plan(provider)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=list(plan.providers))
-        except Exception as e:  # onnxruntime raises its own types for unreadable graphs
-            raise ModelLoadError(f"onnxruntime cannot load {model_path}: {str(e).splitlines()[0]} (re-export the model)") from None
-        _return_freed_memory()
-        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
+        self._session = inference_session(model_path, plan, threads)
+        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())  # here: its warning names the caller
         self._check_signature()
         self.dtype = np.dtype(info.dtype)  # the logits'
         self.kv_dtype = np.dtype(info.kv_dtype)  # the KV cache's: dtype, or int8
@@ -67,15 +83,7 @@ class DecoderSession:
 
     def _check_signature(self) -> None:
         signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype)
-        for kind, got in (("inputs", self._session.get_inputs()), ("outputs", self._session.get_outputs())):
-            want = {tensor["name"]: _ORT_TYPES.get(tensor["dtype"]) for tensor in signature[kind]}
-            have = {tensor.name: tensor.type for tensor in got}
-            if want != have:
-                wrong = sorted(set(want.items()) ^ set(have.items()))[:3]
-                raise ModelLoadError(
-                    f"the graph's {kind} do not match a GPT-2 decoder with past for n_layer={self.info.n_layer} "
-                    f"(first differences: {wrong}): export it with 'gpt2onnx export'"
-                )
+        check_io(self._session, signature, f"a GPT-2 decoder with past for n_layer={self.info.n_layer}")
 
     def empty_past(self, batch: int) -> Past:
         """A zero-length past for the first step (the "concat" graph)."""

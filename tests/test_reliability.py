@@ -29,10 +29,12 @@ from onnx.external_data_helper import convert_model_to_external_data
 from gpt2onnx.export.optimize import GraphPlan
 from gpt2onnx.export.pipeline import export_model
 from gpt2onnx.runtime import ModelLoadError, UsageError, load
+from gpt2onnx.runtime.classifier import ClassifierSession
 from gpt2onnx.runtime.detokenizer import REPLACEMENT
 from gpt2onnx.runtime.manifest import sha256_file
 
 from conftest import CLI
+from test_classify import EOS, make_classifier
 from test_fuzz import assert_clean, cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -406,7 +408,7 @@ def test_close_on_the_consuming_thread_still_finishes_at_once(tiny):
 # --- the README's troubleshooting table ------------------------------------------------
 
 
-def _messages(exports, tmp_path) -> list[str]:
+def _messages(exports, tmp_path, gpt1) -> list[str]:
     """The one-line messages of the errors a user meets, produced for real."""
     tiny = exports["tiny"].onnx_dir
     out = []
@@ -422,10 +424,10 @@ def _messages(exports, tmp_path) -> list[str]:
     def copy(name, source=tiny):
         return shutil.copytree(source, tmp_path / name)
 
-    def edit(folder, change):
-        manifest = json.loads((folder / "manifest.json").read_text())
+    def edit(folder, change, name="manifest.json"):
+        manifest = json.loads((folder / name).read_text())
         change(manifest)
-        (folder / "manifest.json").write_text(json.dumps(manifest))
+        (folder / name).write_text(json.dumps(manifest))
 
     broken = copy("broken")
     refused(lambda: load(tmp_path / "nothing"))
@@ -473,6 +475,42 @@ def _messages(exports, tmp_path) -> list[str]:
     refused(lambda: model.generate("x", max_new_token=5))
     refused(lambda: model.generate("x", num_return_sequences=2))
     refused(lambda: model.generate("x\ud800"))
+    # A classifier export, asked for the other task or given texts it can't classify.
+    classifier_dir, classifier_checkpoint = tmp_path / "classifier", str(make_classifier(tmp_path / "classifier-checkpoint", 2, EOS))
+    refused(lambda: export_model(classifier_checkpoint, tmp_path / "int8-classifier", plan=GraphPlan(weights="int8")))
+    export_model(classifier_checkpoint, classifier_dir)
+    classifier = load(classifier_dir, provider="cpu")
+    refused(lambda: classifier.generate("x"))
+    refused(lambda: model.classify(["x"]))
+    refused(lambda: classifier.classify("x"))
+    refused(lambda: classifier.classify(["fine", ""]))
+    refused(lambda: classifier.classify(["word" + " word" * 199]))
+    refused(lambda: ClassifierSession(tiny / "model.onnx", classifier.info, provider="cpu"))
+    relabelled = copy("relabelled", classifier_dir)
+    edit(relabelled, lambda m: m["model"].update(labels=["yes", "no"]))
+    refused(lambda: load(relabelled, provider="cpu"))
+    edit(relabelled, lambda m: m["model"].pop("labels"))
+    refused(lambda: load(relabelled, provider="cpu"))
+    edit(relabelled, lambda m: m["model"].update(labels=["a", "b", "c"], pad_token_id=None))
+    refused(lambda: load(relabelled, provider="cpu"))
+    padless = Path(shutil.copytree(classifier_checkpoint, tmp_path / "padless"))  # pad tokens the export can't use
+    edit(padless, lambda m: m.update(pad_token_id=60000), name="config.json")
+    refused(lambda: export_model(str(padless), tmp_path / "padless-onnx"))
+    edit(padless, lambda m: m.update(pad_token_id=None, eos_token_id=None), name="config.json")
+    edit(padless, lambda m: m.update(eos_token=None), name="tokenizer_config.json")
+    refused(lambda: export_model(str(padless), tmp_path / "padless-onnx"))
+    # Checkpoints of the GPT family the export refuses, before any work.
+    gpt1_checkpoint = str(gpt1.checkpoint)
+    refused(lambda: export_model(gpt1_checkpoint, tmp_path / "gpt1-plain", plan=GraphPlan(graph="optimum")))
+    refused(lambda: export_model(gpt1_checkpoint, tmp_path / "gpt1-kv8", plan=GraphPlan(kv_cache_dtype="int8")))
+    narrow = Path(shutil.copytree(gpt1.checkpoint, tmp_path / "gpt1-narrow"))
+    edit(narrow, lambda m: m.update(n_head=16), name="config.json")  # head_dim 4
+    refused(lambda: export_model(str(narrow), tmp_path / "gpt1-narrow-onnx"))
+    other = Path(shutil.copytree(exports["tiny"].checkpoint, tmp_path / "token-classifier"))
+    edit(other, lambda m: m.update(architectures=["GPT2ForTokenClassification"]), name="config.json")
+    refused(lambda: export_model(str(other), tmp_path / "token-classifier-onnx"))
+    edit(other, lambda m: m.update(architectures=["GPT2LMHeadModel"], add_cross_attention=True), name="config.json")
+    refused(lambda: export_model(str(other), tmp_path / "cross-attention-onnx"))
     for argv, stdin in [
         (["generate", "--model", str(tiny), "-"], b"\xff"),
         (["generate", "--model", str(tiny), "--frobnicate", "hi"], b""),
@@ -489,12 +527,12 @@ def _messages(exports, tmp_path) -> list[str]:
 FROM_SOURCE = ("(export)", "CUDA was asked for", "GPT2ONNX_DEBUG")
 
 
-def test_every_troubleshooting_row_quotes_a_real_message(exports, tmp_path):
+def test_every_troubleshooting_row_quotes_a_real_message(exports, tmp_path, gpt1):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Troubleshooting\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert len(rows) >= 20
-    messages = _messages(exports, tmp_path)
+    messages = _messages(exports, tmp_path, gpt1)
     source = "".join(p.read_text() for folder in ("cli", "runtime", "export") for p in (ROOT / folder).glob("*.py"))
     matched = 0
     for row in rows:
