@@ -1,9 +1,10 @@
 """Random-init GPT-2 checkpoints with GPT-2's real tokenizer, and GPT-1 checkpoints with
-a small BPE trained here in GPT-1's format, for tests, demos and benchmarks.
+a small BPE trained here in GPT-1's format, and GPT-2 classifiers, for tests, demos and
+benchmarks.
 
 Random weights make timings real and parity tests exact without downloading
 anything. `python -m gpt2onnx.export.random_model DIR --n-layer 2 ...` writes one
-(`--gpt1` for GPT-1).
+(`--gpt1` for GPT-1, `--classifier negative,positive` for a classifier).
 """
 
 from __future__ import annotations
@@ -64,6 +65,49 @@ def make_random_gpt2(
     )
     config = GPT2Config(**(settings | options))
     model = GPT2LMHeadModel(config).eval()
+    _perturb(model, perturb)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def make_random_gpt2_classifier(
+    out_dir: str | Path,
+    labels: tuple[str, ...] = ("negative", "neutral", "positive"),
+    pad_token_id: int | None = 50256,
+    n_layer: int = 2,
+    n_head: int = 4,
+    n_embd: int = 64,
+    n_positions: int = 128,
+    seed: int = 0,
+    initializer_range: float = 0.2,
+    perturb: float = 0.2,
+) -> Path:
+    """Save a random GPT2ForSequenceClassification with these label names (id2label) and GPT-2's
+    tokenizer to `out_dir`. pad_token_id None leaves it unset, as some fine-tunes do. A large
+    initializer_range keeps the probabilities apart; `perturb` as for make_random_gpt2."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = gpt2_tokenizer()
+    config = GPT2Config(
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        n_positions=n_positions,
+        vocab_size=len(tokenizer),
+        initializer_range=initializer_range,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad_token_id,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        architectures=["GPT2ForSequenceClassification"],
+    )
+    model = GPT2ForSequenceClassification(config).eval()
     _perturb(model, perturb)
     out = Path(out_dir)
     model.save_pretrained(out)
@@ -148,10 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpt2-small", action="store_true", help="the real gpt2 (124M) shape")
     parser.add_argument("--gpt1", action="store_true", help="a GPT-1 (openai-gpt) with a small GPT-1-format BPE")
+    parser.add_argument("--classifier", metavar="LABELS", help="a GPT2ForSequenceClassification with these comma-separated labels")
     args = parser.parse_args(argv)
     shape = GPT2_SMALL if args.gpt2_small else {k: getattr(args, k) for k in GPT2_SMALL if getattr(args, k) is not None}
     if args.gpt1:
         print(make_random_gpt1(args.out_dir, seed=args.seed, **shape))
+        return
+    if args.classifier:
+        print(make_random_gpt2_classifier(args.out_dir, tuple(args.classifier.split(",")), seed=args.seed, **shape))
         return
     print(make_random_gpt2(args.out_dir, seed=args.seed, **shape))
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+from . import contract
 from .commands import _add_model_arguments, _load, _read_texts
 
 SHOWN_LABELS = 3  # labels per line in the plain output, most likely first (--json gives all)
@@ -39,7 +40,10 @@ def _line(result) -> str:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
+    from .model import check_task
+
     texts = _read_texts(args.texts, "TEXT")
+    check_task(args.model, contract.TEXT_CLASSIFICATION)  # a generator is refused before the slow load
     model, load_s = _load(args)
     started = time.perf_counter()
     results = model.classify(texts)

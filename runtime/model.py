@@ -126,13 +126,19 @@ def check_against_model(config: GenerationConfig, info) -> None:
         raise UsageError(f"logprobs must be <= the vocabulary size ({vocab}), got {short(config.logprobs)}")
 
 
+def check_task(folder: str | Path | None, task: str) -> None:
+    """Refuse (UsageError, one line) a folder exported for another task than `task`, from its manifest
+    alone (no hashing, no session): commands check before the slow load."""
+    path = _folder(folder)
+    classifier.check_task(path, model_info(read_manifest(path), path), task)
+
+
 def read_defaults(folder: str | Path | None = None) -> GenerationConfig:
     """A model folder's generation defaults, read without loading the model (no hashing, no session):
     the command line checks its flags against them before the slow load, and a classifier is refused."""
+    check_task(folder, contract.TEXT_GENERATION)
     path = _folder(folder)
-    info = model_info(read_manifest(path), path)
-    classifier.check_task(path, info, contract.TEXT_GENERATION)
-    return _generation_config(path, info)
+    return _generation_config(path, model_info(read_manifest(path), path))
 
 
 class Model:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gpt2onnx.export.pipeline import export_model
-from gpt2onnx.export.random_model import gpt2_tokenizer
+from gpt2onnx.export.random_model import make_random_gpt2_classifier
 from gpt2onnx.runtime import Classification, ModelLoadError, UsageError, contract, load
 from gpt2onnx.runtime.classifier import ClassifierSession, pad_right
 from gpt2onnx.runtime.manifest import model_info, read_manifest
@@ -39,32 +39,8 @@ ATOL = 1e-4
 
 
 def make_classifier(out: Path, seed: int, pad_token_id: int | None) -> Path:
-    """A random GPT2ForSequenceClassification with GPT-2's tokenizer and three labels. A large
-    initializer_range keeps the probabilities apart; noise on every bias and LayerNorm makes them count."""
-    from transformers import GPT2Config, GPT2ForSequenceClassification
-
-    torch.manual_seed(seed)
-    tokenizer = gpt2_tokenizer()
-    config = GPT2Config(
-        **SHAPE,
-        vocab_size=len(tokenizer),
-        initializer_range=0.2,
-        bos_token_id=EOS,
-        eos_token_id=EOS,
-        pad_token_id=pad_token_id,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-        architectures=["GPT2ForSequenceClassification"],
-    )
-    model = GPT2ForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.ndim == 1:  # biases and LayerNorm weights/biases
-                parameter.add_(torch.randn_like(parameter) * 0.2)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    """A random GPT2ForSequenceClassification with GPT-2's tokenizer and three labels."""
+    return make_random_gpt2_classifier(out, LABELS, pad_token_id, seed=seed, **SHAPE)
 
 
 @pytest.fixture(scope="module")
