@@ -23,15 +23,7 @@ from gpt2onnx.runtime.errors import UsageError
 from gpt2onnx.runtime.manifest import ModelInfo
 
 from .manifest import model_info_from_config
-from .onnx_export import (
-    OPSET,
-    _remove_orphan_tensor_files,
-    eager_attention,
-    large_model_support,
-    needs_eager_attention,
-    quiet_libraries,
-    quiet_stdout,
-)
+from .onnx_export import export_onnx, needs_eager_attention
 from .progress import Progress
 from .validate import PROMPTS, ValidationReport
 
@@ -62,29 +54,6 @@ def pad_token(folder: Path, config: dict) -> tuple[int, str]:
     if not 0 <= pad < int(config["vocab_size"]):
         raise UsageError(f"{folder}'s pad token id {pad} ({source}) is outside the vocabulary [0, {config['vocab_size']}): set pad_token_id in config.json")
     return pad, source
-
-
-def _export(folder: Path, tmp: Path, pad: int, verbose: bool, eager: bool) -> None:
-    """Optimum's text-classification graph, config and tokenizer files into `tmp` (`eager`: trace
-    transformers' eager attention, onnx_export.needs_eager_attention)."""
-    from optimum.exporters.onnx import main_export
-    from transformers import AutoTokenizer
-
-    with quiet_stdout(), quiet_libraries(verbose), large_model_support(), eager_attention(eager):
-        main_export(
-            str(folder),
-            output=tmp,
-            task="text-classification",
-            opset=OPSET,
-            device="cpu",
-            do_validation=False,  # validated below, on a padded batch
-            local_files_only=True,
-            pad_token_id=pad,  # used where config.json has none; Optimum writes it into the exported config.json
-        )
-        _remove_orphan_tensor_files(tmp)
-        if not (tmp / contract.TOKENIZER_FILE).is_file():
-            # A checkpoint with only vocab.json + merges.txt: write the fast tokenizer's tokenizer.json.
-            AutoTokenizer.from_pretrained(folder, use_fast=True).save_pretrained(tmp)
 
 
 def torch_label_logits(folder: Path, ids_list: list[list[int]], pad: int) -> np.ndarray:
@@ -126,7 +95,7 @@ def export_classifier(
     """The export, optimize and validate steps of a GPT2ForSequenceClassification checkpoint, into `tmp`."""
     pad, source = pad_token(folder, config)
     with progress.step("export", f"exporting ONNX with Optimum (text-classification, pad token {pad}: {source})"):
-        _export(folder, tmp, pad, verbose, eager=needs_eager_attention(config))
+        export_onnx(folder, tmp, verbose, eager=needs_eager_attention(config), task=contract.TEXT_CLASSIFICATION, pad_token_id=pad)
     with progress.step("optimize", "keeping Optimum's graph"):
         pass  # one pass over whole texts: no KV cache to rebuild, and --int8/--float16 are refused for classifiers
     info = dataclasses.replace(model_info_from_config(config, architecture=contract.GPT2_CLASSIFIER), pad_token_id=pad)

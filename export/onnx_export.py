@@ -189,9 +189,15 @@ def copy_checkpoint_files(checkpoint: Path, out_dir: Path) -> None:
     generation.save_pretrained(out_dir)
 
 
-def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False, eager: bool = False) -> None:
-    """Write model.onnx, config.json, generation_config.json and the tokenizer files to `out_dir`
-    (`eager`: trace transformers' eager attention, see needs_eager_attention)."""
+GENERATION_TASK = "text-generation-with-past"
+
+
+def export_onnx(
+    checkpoint: Path, out_dir: Path, verbose: bool = False, eager: bool = False, task: str = GENERATION_TASK, pad_token_id: int | None = None
+) -> None:
+    """Write model.onnx, config.json, the tokenizer files and (generators) generation_config.json to
+    `out_dir`. `eager`: trace transformers' eager attention (needs_eager_attention); `task`: Optimum's
+    task, "text-classification" for a classifier, whose `pad_token_id` Optimum writes into config.json."""
     from optimum.exporters.onnx import main_export
     from transformers import AutoTokenizer
 
@@ -199,17 +205,18 @@ def export_onnx(checkpoint: Path, out_dir: Path, verbose: bool = False, eager: b
         main_export(
             str(checkpoint),
             output=out_dir,
-            task="text-generation-with-past",
+            task=task,
             opset=OPSET,
             device="cpu",
-            do_validation=False,  # we validate ourselves, with cached steps too
+            do_validation=False,  # we validate ourselves: cached steps, or a padded batch
             local_files_only=True,
+            pad_token_id=pad_token_id,  # a classifier's, used where config.json has none
         )
         _remove_orphan_tensor_files(out_dir)
         if not (out_dir / contract.TOKENIZER_FILE).is_file():
             # A checkpoint with only vocab.json + merges.txt: write the fast tokenizer's tokenizer.json.
             AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
-    if not (out_dir / contract.GENERATION_CONFIG_FILE).is_file():
+    if task == GENERATION_TASK and not (out_dir / contract.GENERATION_CONFIG_FILE).is_file():
         from transformers import AutoConfig, GenerationConfig
 
         GenerationConfig.from_model_config(AutoConfig.from_pretrained(checkpoint)).save_pretrained(out_dir)
