@@ -246,11 +246,12 @@ def export_model(
         files=files,
         total_bytes=sum(files.values()),
         graph={
+            "architecture": info.architecture,
             "kv_cache": info.kv_cache,
             "weights": info.weights,
             "kv_cache_dtype": info.kv_dtype,
             "plain_graph_because": kept,
-            **({"architecture": info.architecture, "labels": list(info.labels), "pad_token_id": info.pad_token_id} if info.labels else {}),
+            **({"labels": list(info.labels), "pad_token_id": info.pad_token_id} if info.labels else {}),
         },
         validation={
             "max_abs_diff": report.max_abs_diff,

@@ -40,6 +40,7 @@ def test_export_records_gpt1_and_validates(gpt1, model):
     assert manifest["model"]["architecture"] == "OpenAIGPTLMHeadModel" and manifest["model"]["model_type"] == "openai-gpt"
     assert manifest["model"]["n_positions"] == 512 and manifest["model"]["eos_token_id"] is None
     assert gpt1.report.graph["kv_cache"] == "shared"  # gpt2onnx's graph, KV cache and all
+    assert gpt1.report.graph["architecture"] == "OpenAIGPTLMHeadModel"
     assert gpt1.report.validation["max_abs_diff"] < 1e-4
     assert model.info.task == "text-generation" and model.generation_config.eos_token_ids == ()
 
