@@ -13,6 +13,10 @@ import argparse
 from pathlib import Path
 
 TOKENIZER_DIR = Path(__file__).parent / "assets" / "gpt2-tokenizer"  # GPT-2's vocab.json + merges.txt (MIT)
+# A small GPT-1-format BPE, trained once by train_gpt1_tokenizer and kept: tokenizers' BpeTrainer
+# is not deterministic (tokenizers#1794: `</w>` tokens get ids in hash-map order, and ids break
+# count ties), and every GPT-1 test model should tokenize the same way.
+GPT1_TOKENIZER_DIR = Path(__file__).parent / "assets" / "gpt1-tokenizer"
 
 # The real GPT-2 124M shape.
 GPT2_SMALL = {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024}
@@ -115,9 +119,17 @@ def make_random_gpt2_classifier(
     return out
 
 
+def gpt1_tokenizer():
+    """The kept GPT-1-format BPE (GPT1_TOKENIZER_DIR) as transformers' OpenAIGPTTokenizerFast."""
+    from transformers import OpenAIGPTTokenizerFast
+
+    return OpenAIGPTTokenizerFast(vocab_file=str(GPT1_TOKENIZER_DIR / "vocab.json"), merges_file=str(GPT1_TOKENIZER_DIR / "merges.txt"))
+
+
 def train_gpt1_tokenizer(out_dir: Path, vocab_size: int = 1000):
     """A GPT-1-format BPE trained on the packaged calibration text, saved as vocab.json and
-    merges.txt in `out_dir`, loaded by transformers' OpenAIGPTTokenizerFast.
+    merges.txt in `out_dir`, loaded by transformers' OpenAIGPTTokenizerFast. It made the kept
+    GPT1_TOKENIZER_DIR (train_gpt1_tokenizer(GPT1_TOKENIZER_DIR) makes another).
 
     GPT-1's real files (40,478 tokens) can't be downloaded here; this one has its format:
     BERT's lowercasing normalizer and pre-tokenizer, `</w>` word ends, an <unk> token."""
@@ -154,14 +166,14 @@ def make_random_gpt1(
     perturb: float = 0.1,
     **options: object,
 ) -> Path:
-    """Save a random OpenAIGPTLMHeadModel (GPT-1) of this shape, with a GPT-1-format BPE
-    (train_gpt1_tokenizer), to `out_dir`. initializer_range and perturb as for GPT-2;
+    """Save a random OpenAIGPTLMHeadModel (GPT-1) of this shape, with the kept GPT-1-format BPE
+    (gpt1_tokenizer), to `out_dir`. initializer_range and perturb as for GPT-2;
     `options`: more OpenAIGPTConfig settings (afn, ...)."""
     import torch
     from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
     out = Path(out_dir)
-    tokenizer = train_gpt1_tokenizer(out)
+    tokenizer = gpt1_tokenizer()
     torch.manual_seed(seed)
     settings = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions, initializer_range=initializer_range, vocab_size=len(tokenizer))
     model = OpenAIGPTLMHeadModel(OpenAIGPTConfig(**(settings | options))).eval()

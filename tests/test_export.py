@@ -46,7 +46,7 @@ def test_cli_export_then_generate_matches_transformers(small_checkpoint, tmp_pat
     assert report["validation"]["max_abs_diff"] < 1e-4
     assert report["total_bytes"] == sum(report["files"].values())
     assert set(report["seconds"]) == {"load", "export", "optimize", "validate", "manifest", "total"}
-    assert report["graph"] == {"kv_cache": "shared", "weights": "float32", "kv_cache_dtype": "float32", "plain_graph_because": None}
+    assert report["graph"] == {"architecture": "GPT2LMHeadModel", "kv_cache": "shared", "weights": "float32", "kv_cache_dtype": "float32", "plain_graph_because": None}
     result = cli_json("generate", "--model", str(out), "--json", "--max-new-tokens", "20", "Once upon a time")
     assert result["provider"] in ("cpu", "cuda")
     assert set(result["timing"]) >= {"load_s", "prefill_s", "decode_s", "new_tokens"}

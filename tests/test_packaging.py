@@ -63,6 +63,8 @@ def test_wheel_holds_the_four_packages_and_the_tokenizer(wheel):
     for asset in ("vocab.json", "merges.txt", "LICENSE"):
         assert f"gpt2onnx/export/assets/gpt2-tokenizer/{asset}" in names
     assert "gpt2onnx/export/assets/calibration.txt" in names  # the int8 KV cache's calibration text
+    for asset in ("vocab.json", "merges.txt"):  # the GPT-1-format BPE of random_model --gpt1
+        assert f"gpt2onnx/export/assets/gpt1-tokenizer/{asset}" in names
     for name in ("model.onnx", "manifest.json", "tokenizer.json", "config.json", "generation_config.json", "training.json"):
         assert f"gpt2onnx/runtime/default_model/{name}" in names
     top_level = {name.split("/")[0] for name in names}
