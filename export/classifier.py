@@ -12,7 +12,6 @@ the runtime pads with it.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +97,7 @@ def export_classifier(
         export_onnx(folder, tmp, verbose, eager=needs_eager_attention(config), task=contract.TEXT_CLASSIFICATION, pad_token_id=pad)
     with progress.step("optimize", "keeping Optimum's graph"):
         pass  # one pass over whole texts: no KV cache to rebuild, and --int8/--float16 are refused for classifiers
-    info = dataclasses.replace(model_info_from_config(config, architecture=contract.GPT2_CLASSIFIER), pad_token_id=pad)
+    info = model_info_from_config(config | {"pad_token_id": pad}, architecture=contract.GPT2_CLASSIFIER)
     with progress.step("validate", "validating against PyTorch"):
         report = validate_classifier(folder, tmp, info, atol)
     return info, report

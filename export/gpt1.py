@@ -4,7 +4,7 @@ Optimum has no ONNX exporter for GPT-1, so its graph is built from the PyTorch
 checkpoint's weights by fast_graph.py, like GPT-2's. GPT-1 is GPT-2's parent;
 what differs, and where it is handled:
 - post-LayerNorm blocks (x = ln_1(x + attn(x)); x = ln_2(x + mlp(x))) and no final
-  LayerNorm: fast_graph.build reads them off the weights (no transformer.ln_f);
+  LayerNorm: fast_graph.build builds them for config.json's model_type "openai-gpt";
 - `afn` instead of `activation_function`, where "gelu" means GPT-2's tanh
   approximation (transformers' ACT_FNS): `activation` below;
 - embeddings named tokens_embed / positions_embed: renamed to wte / wpe here;
@@ -37,7 +37,8 @@ def read_weights(checkpoint: Path) -> dict[str, np.ndarray]:
     from transformers import OpenAIGPTLMHeadModel
 
     model = OpenAIGPTLMHeadModel.from_pretrained(checkpoint, dtype=torch.float32)
-    weights = {RENAMED.get(name, name): tensor.detach().numpy().copy() for name, tensor in model.state_dict().items()}
+    # Views of the tensors (numpy keeps each tensor alive): the weights are held once, not twice.
+    weights = {RENAMED.get(name, name): tensor.detach().numpy() for name, tensor in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         weights.pop("lm_head.weight", None)  # tied to tokens_embed: the graph reads wte
     del model

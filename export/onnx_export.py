@@ -173,20 +173,26 @@ def quiet_libraries(verbose: bool):
                 logger.setLevel(level)
 
 
+def _write_generation_config(checkpoint: Path, out_dir: Path) -> None:
+    """generation_config.json: the checkpoint's own, else the one transformers derives from its config."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        generation = GenerationConfig.from_pretrained(checkpoint)
+    except OSError:  # no generation_config.json
+        generation = GenerationConfig.from_model_config(AutoConfig.from_pretrained(checkpoint))
+    generation.save_pretrained(out_dir)
+
+
 def copy_checkpoint_files(checkpoint: Path, out_dir: Path) -> None:
     """What Optimum writes beside model.onnx, for a model it has no exporter for (GPT-1):
     config.json, generation_config.json and the fast tokenizer's files (tokenizer.json)."""
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     out_dir.mkdir(parents=True)
-    config = AutoConfig.from_pretrained(checkpoint)
-    config.save_pretrained(out_dir)
+    AutoConfig.from_pretrained(checkpoint).save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
-    try:
-        generation = GenerationConfig.from_pretrained(checkpoint)
-    except OSError:  # no generation_config.json: transformers derives it from the model's config
-        generation = GenerationConfig.from_model_config(config)
-    generation.save_pretrained(out_dir)
+    _write_generation_config(checkpoint, out_dir)
 
 
 GENERATION_TASK = "text-generation-with-past"
@@ -217,6 +223,4 @@ def export_onnx(
             # A checkpoint with only vocab.json + merges.txt: write the fast tokenizer's tokenizer.json.
             AutoTokenizer.from_pretrained(checkpoint, use_fast=True).save_pretrained(out_dir)
     if task == GENERATION_TASK and not (out_dir / contract.GENERATION_CONFIG_FILE).is_file():
-        from transformers import AutoConfig, GenerationConfig
-
-        GenerationConfig.from_model_config(AutoConfig.from_pretrained(checkpoint)).save_pretrained(out_dir)
+        _write_generation_config(checkpoint, out_dir)

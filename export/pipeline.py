@@ -162,7 +162,6 @@ def _settle_plan(plan: GraphPlan, config: dict, architecture: str = contract.GPT
 
 def _kv_scales(checkpoint_dir: Path, export_dir: Path, config: dict) -> list:
     """The int8 KV cache's scales, calibrated on the packaged text with the export's own tokenizer."""
-    from gpt2onnx.runtime import contract
     from gpt2onnx.runtime.tokenizer import Tokenizer
 
     from . import kv_quant

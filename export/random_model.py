@@ -52,23 +52,22 @@ def make_random_gpt2(
     still match: `perturb` adds N(0, perturb) noise to every bias and LayerNorm
     parameter, as training does.
     """
+    from transformers import GPT2LMHeadModel
+
+    shape = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions, initializer_range=initializer_range)
+    return _save_random_gpt2(GPT2LMHeadModel, out_dir, seed, perturb, shape | options)
+
+
+def _save_random_gpt2(model_class, out_dir: str | Path, seed: int, perturb: float, settings: dict) -> Path:
+    """Save a random `model_class` (a GPT-2 class of transformers) of GPT2Config(settings), over GPT-2's
+    tokenizer's vocabulary and eos, with that tokenizer, to `out_dir`."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config
 
     torch.manual_seed(seed)
     tokenizer = gpt2_tokenizer()
-    settings = dict(
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        n_positions=n_positions,
-        initializer_range=initializer_range,
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    config = GPT2Config(**(settings | options))
-    model = GPT2LMHeadModel(config).eval()
+    vocabulary = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = model_class(GPT2Config(**(vocabulary | settings))).eval()
     _perturb(model, perturb)
     out = Path(out_dir)
     model.save_pretrained(out)
@@ -91,32 +90,21 @@ def make_random_gpt2_classifier(
     """Save a random GPT2ForSequenceClassification with these label names (id2label) and GPT-2's
     tokenizer to `out_dir`. pad_token_id None leaves it unset, as some fine-tunes do. A large
     initializer_range keeps the probabilities apart; `perturb` as for make_random_gpt2."""
-    import torch
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2ForSequenceClassification
 
-    torch.manual_seed(seed)
-    tokenizer = gpt2_tokenizer()
-    config = GPT2Config(
+    settings = dict(
         n_layer=n_layer,
         n_head=n_head,
         n_embd=n_embd,
         n_positions=n_positions,
-        vocab_size=len(tokenizer),
         initializer_range=initializer_range,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=pad_token_id,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         architectures=["GPT2ForSequenceClassification"],
     )
-    model = GPT2ForSequenceClassification(config).eval()
-    _perturb(model, perturb)
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return _save_random_gpt2(GPT2ForSequenceClassification, out_dir, seed, perturb, settings)
 
 
 def gpt1_tokenizer():

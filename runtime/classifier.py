@@ -64,7 +64,8 @@ class ClassifierSession:
         self.pad_token_id = info.pad_token_id
         plan = providers.plan(provider)
         self._session = inference_session(model_path, plan, threads)
-        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())  # here: its warning names the caller
+        # settle's fallback warning (stacklevel 3) points at whoever built this session: call it here.
+        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
         check_io(self._session, contract.classifier_signature(info.dtype), f"a {contract.GPT2_CLASSIFIER} graph")
         width = self._session.get_outputs()[0].shape[-1]  # Optimum's graph: num_labels as a number
         if isinstance(width, int) and width != len(self.labels):

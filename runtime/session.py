@@ -71,7 +71,8 @@ class DecoderSession:
         self.info = info
         plan = providers.plan(provider)
         self._session = inference_session(model_path, plan, threads)
-        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())  # here: its warning names the caller
+        # settle's fallback warning (stacklevel 3) points at whoever built this session: call it here.
+        self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
         self._check_signature()
         self.dtype = np.dtype(info.dtype)  # the logits'
         self.kv_dtype = np.dtype(info.kv_dtype)  # the KV cache's: dtype, or int8
