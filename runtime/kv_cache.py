@@ -9,13 +9,15 @@ new prompt that starts with them reuses that prefix and prefills only the rest
 (`common_prefix`), as llama.cpp's server does with `cache_prompt`.
 
 - SharedKVCache (gpt2onnx's GroupQueryAttention graph, the default export): one
-  preallocated buffer per layer's keys and values, [slots, n_head, capacity,
-  head_dim], bound with onnxruntime's IOBinding as both the past input and the
-  present output, so each step writes one slot in place and copies nothing.
+  preallocated block holding each layer's keys and values, [2 * n_layer, slots,
+  n_head, capacity, head_dim]; each layer's part is bound with onnxruntime's
+  IOBinding as both the past input and the present output, so each step writes
+  one slot in place and copies nothing.
   Row r's tokens sit at positions 0 .. lengths[r] - 1; the mask's row sums tell
   the graph each row's length. A decode step runs rows 0 .. n - 1 (the slot
   engine keeps the busy rows there); a prefill binds one row's memory alone.
-  On CUDA the buffers live on the device and only the logits come back.
+  On CUDA the block lives on the device and only the logits come back; row
+  moves (beams, slot swaps) run on the device too (kv_rows.py).
 - ConcatKVCache (Optimum's plain graph, an export made with --graph optimum):
   the graph returns past + new keys/values, so each row keeps its own arrays;
   a step over rows of different lengths left-pads them into one batch (a copy
@@ -90,9 +92,13 @@ class SharedKVCache(Rows):
         super().__init__(slots, capacity)
         info = self.info = session.info
         self.session = session
-        shape = (slots, info.n_head, capacity, info.head_dim)  # [slots, n_head, capacity, head_dim]
-        self.buffers = [session.kv_buffer(shape) for _ in range(2 * info.n_layer)]  # (OrtValue, host or None): each layer's key, value
-        self._row_bytes = int(np.prod(shape[1:])) * session.kv_dtype.itemsize
+        shape = (2 * info.n_layer, slots, info.n_head, capacity, info.head_dim)  # [2 * n_layer, slots, n_head, capacity, head_dim]
+        # One block for every layer, so one call moves a row's keys and values in all of them (kv_rows.py).
+        self.block, self._host = session.kv_block(shape)  # OrtValue; on the CPU also the numpy array that owns it
+        self._row_bytes = int(np.prod(shape[2:])) * session.kv_dtype.itemsize
+        plane_bytes = slots * self._row_bytes
+        # Per layer's key, then value: (address, host view [slots, n_head, capacity, head_dim] or None on the device).
+        self.buffers = [(self.block.data_ptr() + i * plane_bytes, None if self._host is None else self._host[i]) for i in range(shape[0])]
         # One-token steps' inputs live in arrays bound once per batch size and updated in place.
         self._ids = np.zeros((slots, 1), np.int64)  # [slots, 1]
         self._positions = np.zeros((slots, 1), np.int64)  # [slots, 1]
@@ -107,8 +113,8 @@ class SharedKVCache(Rows):
         """Bind rows first .. first + rows - 1 of every buffer as both past and present."""
         shape = (rows, self.info.n_head, self.capacity, self.info.head_dim)
         names = [n for layer in range(self.info.n_layer) for n in zip(contract.past_names(layer), contract.present_names(layer))]
-        for (past, present), (value, _) in zip(names, self.buffers):
-            pointer = value.data_ptr() + first * self._row_bytes
+        for (past, present), (address, _) in zip(names, self.buffers):
+            pointer = address + first * self._row_bytes
             binding.bind_input(past, self.session.device, 0, self.session.kv_dtype, shape, pointer)
             binding.bind_output(present, self.session.device, 0, self.session.kv_dtype, shape, pointer)
 
@@ -188,8 +194,7 @@ class SharedKVCache(Rows):
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
         used = int(self.lengths[src].max(initial=0))
-        for value, host in self.buffers:
-            self.session.gather_rows(value, host, dst, src, used)
+        self.session.move_rows(self.block, self._host, dst, src, used)
         self._move_rows(dst, src)
         self._mask[dst] = self._mask[src]
 

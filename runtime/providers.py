@@ -23,6 +23,11 @@ PROVIDERS = ("auto", "cpu", "cuda")
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
 CUDA_INSTALL_HINT = "install the CUDA and cuDNN libraries: pip install 'gpt2onnx[cuda]'"
+# The CUDA provider's options. onnxruntime's default lets float32 MatMuls run in TF32 (10-bit
+# mantissas) on Ampere and later: a float32 export would then compute less exactly than PyTorch's
+# float32 (TF32 off for matmuls by default), and greedy ids could part. SkipLayerNorm's strict mode
+# accumulates float16 the way PyTorch's LayerNorm does.
+CUDA_OPTIONS = {"use_tf32": "0", "enable_skip_layer_norm_strict_mode": "1"}
 
 
 class ProviderFallbackWarning(RuntimeWarning):
@@ -67,18 +72,24 @@ def cuda_problem() -> str | None:
     return None
 
 
-def plan(provider: str) -> ProviderPlan:
-    """Decide which onnxruntime providers to ask for."""
+def plan(provider: str, model_problem: str | None = None) -> ProviderPlan:
+    """Decide which onnxruntime providers to ask for; `model_problem`: why this model can't run on
+    CUDA even where CUDA works (its graph has ops onnxruntime runs on the CPU only), or None."""
     if provider not in PROVIDERS:
         raise UsageError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
     if provider == "cpu":
         return ProviderPlan(provider, (CPU_EP,), None)
-    problem = cuda_problem()
+    problem = cuda_problem() or model_problem
     if problem is not None:
         if provider == "cuda":
             raise ProviderError(f"CUDA was asked for but can't run here: {problem}")
         return ProviderPlan(provider, (CPU_EP,), problem)
     return ProviderPlan(provider, (CUDA_EP, CPU_EP), None)
+
+
+def session_providers(plan_: ProviderPlan) -> list:
+    """The plan's providers as onnxruntime's InferenceSession takes them, with CUDA's options."""
+    return [(name, CUDA_OPTIONS) if name == CUDA_EP else name for name in plan_.providers]
 
 
 def settle(plan_: ProviderPlan, active: list[str]) -> tuple[str, str | None]:

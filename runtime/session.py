@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from . import contract, providers
+from . import contract, kv_rows, providers
 from .errors import ModelLoadError
 from .manifest import ModelInfo
 
@@ -47,7 +47,7 @@ def inference_session(model_path: Path, plan: providers.ProviderPlan, threads: i
     if threads:
         options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=list(plan.providers))
+        session = ort.InferenceSession(str(model_path), options, providers=providers.session_providers(plan))
     except Exception as e:  # onnxruntime raises its own types for unreadable graphs
         raise ModelLoadError(f"onnxruntime cannot load {model_path}: {str(e).splitlines()[0]} (re-export the model)") from None
     _return_freed_memory()
@@ -64,12 +64,21 @@ def check_io(session: ort.InferenceSession, signature: dict, what: str) -> None:
             raise ModelLoadError(f"the graph's {kind} do not match {what} (first differences: {wrong}): export it with 'gpt2onnx export'")
 
 
+def cuda_blocker(info: ModelInfo) -> str | None:
+    """Why onnxruntime can't run this export on CUDA, or None. Its GroupQueryAttention has CUDA kernels
+    for float16 and bfloat16 only (1.31, like every release before): onnxruntime would run a float32
+    or quantized export's attention on the CPU and copy each layer's KV cache across at every step."""
+    if info.kv_cache == contract.SHARED_KV and info.dtype != "float16":
+        return f"onnxruntime's GroupQueryAttention runs on CUDA in float16 only, and this export is {info.weights}: export with --float16 for CUDA"
+    return None
+
+
 class DecoderSession:
     """An onnxruntime session over model.onnx, checked against the I/O contract."""
 
     def __init__(self, model_path: Path, info: ModelInfo, provider: str = "auto", threads: int | None = None):
         self.info = info
-        plan = providers.plan(provider)
+        plan = providers.plan(provider, cuda_blocker(info))
         self._session = inference_session(model_path, plan, threads)
         # settle's fallback warning (stacklevel 3) points at whoever built this session: call it here.
         self.provider, self.provider_note = providers.settle(plan, self._session.get_providers())
@@ -81,6 +90,8 @@ class DecoderSession:
         self._output_names = contract.output_names(info.n_layer)
         self.run_seconds = 0.0  # time spent inside onnxruntime's run, summed over every call (benchmarks read it)
         self.runs = 0  # calls to onnxruntime's run
+        self._threads = threads
+        self._row_mover: kv_rows.RowMover | None = None  # moves KV rows on the device (kv_rows.py)
 
     def _check_signature(self) -> None:
         signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype)
@@ -118,10 +129,11 @@ class DecoderSession:
         """A fresh binding: one per KV cache, so threads sharing the session never share one."""
         return self._session.io_binding()
 
-    def kv_buffer(self, shape: tuple[int, ...]) -> tuple[ort.OrtValue, np.ndarray | None]:
-        """A zeroed key or value buffer [batch, n_head, capacity, head_dim] where the session computes:
-        (its OrtValue, and on the CPU the numpy array that owns its memory)."""
+    def kv_block(self, shape: tuple[int, ...]) -> tuple[ort.OrtValue, np.ndarray | None]:
+        """The KV cache's zeroed memory [2 * n_layer, slots, n_head, capacity, head_dim] (each layer's keys,
+        then values), where the session computes: (its OrtValue, and on the CPU the numpy array that owns it)."""
         if self.device == "cuda":
+            # np.zeros maps the zero page lazily: copying it to the device reads it, so the host never holds the block.
             return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, self.kv_dtype), "cuda", 0), None
         # Written now rather than lazily mapped (np.zeros): the first write to fresh pages costs a page
         # fault each, and a slot that first reaches them mid-generation paid milliseconds per step.
@@ -129,15 +141,15 @@ class DecoderSession:
         host.fill(0)
         return ort.OrtValue.ortvalue_from_numpy(host), host
 
-    @staticmethod
-    def gather_rows(value: ort.OrtValue, host: np.ndarray | None, dst: np.ndarray, src: np.ndarray, used: int) -> None:
-        """buffer[dst[i]] = buffer[src[i]] over the first `used` positions, in place (beam reorders, slot moves)."""
-        if host is None:  # on the device: a host round trip, so beams on CUDA copy their rows once per step
-            array = value.numpy()
-            array[dst] = array[src]
-            value.update_inplace(np.ascontiguousarray(array))
-        else:
-            host[dst, :, :used] = host[src, :, :used]
+    def move_rows(self, block: ort.OrtValue, host: np.ndarray | None, dst: np.ndarray, src: np.ndarray, used: int) -> None:
+        """Slots dst[i] of a kv_block hold what slots src[i] held, in place (beam reorders, slot moves);
+        `used`: how many positions of the source rows are filled. On the device it stays on the device."""
+        if host is not None:
+            kv_rows.move_host(host, dst, src, used)
+            return
+        if self._row_mover is None:  # made on first use: most runs never move a row
+            self._row_mover = kv_rows.RowMover(self.kv_dtype, self._session.get_providers(), self._threads)
+        self._row_mover.move(block, self.device, dst, src)
 
     def run_bound(self, binding: ort.IOBinding) -> None:
         """Run the graph on a binding; outputs land where the binding says."""

@@ -103,6 +103,52 @@ def hf_greedy(checkpoint: Path, ids: list[int], max_new_tokens: int, **kwargs) -
     return out[0, len(ids) :].tolist()
 
 
+@pytest.fixture
+def device_cache(monkeypatch):
+    """Every SharedKVCache made meanwhile keeps its block out of the host's reach, as on CUDA:
+    only the graph can move its rows (runtime/kv_rows.py). Yields the sizes of the graph's moves."""
+    from gpt2onnx.runtime import kv_rows
+    from gpt2onnx.runtime.session import DecoderSession
+
+    kept, moves = [], []
+    block = DecoderSession.kv_block
+
+    def hidden(self, shape):
+        value, host = block(self, shape)
+        kept.append(host)  # the OrtValue shares its memory
+        return value, None
+
+    move = kv_rows.RowMover.move
+    monkeypatch.setattr(DecoderSession, "kv_block", hidden)
+    monkeypatch.setattr(kv_rows.RowMover, "move", lambda self, *a: (moves.append(len(a[2])), move(self, *a))[1])
+    monkeypatch.setattr(kv_rows, "move_host", lambda *a: pytest.fail("numpy moved rows of a device cache"))
+    yield moves
+
+
+def run_staggered(engine, pending: list, every: int, steps: int = 300) -> None:
+    """Submit each (search, prompt ids) of `pending` to the slot engine, one every `every` steps
+    (they queue while its slots are busy), and step it until every search has finished."""
+    pending = list(pending)
+    for step in range(steps):
+        if step % every == 0 and pending:
+            search, ids = pending.pop(0)
+            engine.submit(search, [ids])
+        if not engine.has_work() and not pending:
+            break
+        engine.step()
+    assert not pending and not engine.has_work()
+
+
+def cuda_problem_for(folder: Path) -> str | None:
+    """Why `folder`'s export can't run on CUDA here: the machine's reason, else the model's (a float32
+    export's attention has no CUDA kernel), else None."""
+    from gpt2onnx.runtime.manifest import model_info, read_manifest
+    from gpt2onnx.runtime.providers import cuda_problem
+    from gpt2onnx.runtime.session import cuda_blocker
+
+    return cuda_problem() or cuda_blocker(model_info(read_manifest(Path(folder)), Path(folder)))
+
+
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed `gpt2onnx` console script; capture text output."""
     return subprocess.run(

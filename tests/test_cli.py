@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import cli_json, run_cli
+from conftest import cli_json, cuda_problem_for, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -64,26 +64,24 @@ def test_bad_usage_gets_one_line_and_exit_2(model_dir, args, code, message):
 
 
 def test_cuda_provider_without_cuda_is_a_clear_failure(model_dir):
-    from gpt2onnx.runtime.providers import cuda_problem
-
+    problem = cuda_problem_for(model_dir)  # this float32 export's, where the machine has CUDA
     result = run_cli("generate", "--model", model_dir, "--provider", "cuda", "--json", "--max-new-tokens", "2", "hi")
-    if cuda_problem() is None:
+    if problem is None:
         assert result.returncode == 0 and json.loads(result.stdout)["provider"] == "cuda"
     else:
         assert result.returncode == 1
-        assert result.stderr.strip() == f"gpt2onnx: error: CUDA was asked for but can't run here: {cuda_problem()}"
+        assert result.stderr.strip() == f"gpt2onnx: error: CUDA was asked for but can't run here: {problem}"
 
 
 def test_auto_provider_says_when_it_falls_back(model_dir):
-    from gpt2onnx.runtime.providers import cuda_problem
-
+    problem = cuda_problem_for(model_dir)
     result = run_cli("generate", "--model", model_dir, "--json", "--max-new-tokens", "2", "hi")
     data = json.loads(result.stdout)
-    if cuda_problem() is None:
+    if problem is None:
         assert data["provider"] == "cuda"
     else:
-        assert data["provider"] == "cpu" and data["provider_note"] == f"running on CPU: {cuda_problem()}"
-        assert result.stderr.strip() == f"gpt2onnx: note: running on CPU: {cuda_problem()}"
+        assert data["provider"] == "cpu" and data["provider_note"] == f"running on CPU: {problem}"
+        assert result.stderr.strip() == f"gpt2onnx: note: running on CPU: {problem}"
 
 
 def test_version_and_help():

@@ -41,16 +41,16 @@ def test_the_kv_cache_is_one_buffer_written_in_place(exports):
     prompt = model.tokenizer.encode("The keys and values of these tokens")
     cache = new_cache(model.session, 1, 32)
     assert isinstance(cache, SharedKVCache)
-    value, host = cache.buffers[0]  # layer 0's keys, [1, n_head, 32, head_dim]
+    address, host = cache.buffers[0]  # layer 0's keys, [1, n_head, 32, head_dim]
     assert host.shape == (1, model.info.n_head, 32, model.info.head_dim)
-    address = host.ctypes.data
+    assert address == host.ctypes.data == cache.block.data_ptr()  # layer 0's keys open the block
     filled = lambda: int((np.abs(host[0, 0]).sum(axis=-1) > 0).sum())  # noqa: E731 - slots written so far
     cache.prefill(0, prompt)
     assert filled() == len(prompt) and cache.lengths.tolist() == [len(prompt)]
     for n in range(1, 4):
         cache.decode(np.array([0]), np.array([464]))
         assert filled() == len(prompt) + n  # one more slot each step, in the same memory
-    assert host.ctypes.data == address and value.data_ptr() == address  # onnxruntime wrote into our buffer, no copy
+    assert host.ctypes.data == address and cache.block.data_ptr() == address  # onnxruntime wrote into our buffer, no copy
 
 
 def test_rows_of_different_lengths_step_together_and_a_prefill_touches_one_row(exports):

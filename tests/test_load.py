@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from gpt2onnx.runtime import ModelLoadError, ProviderError, ProviderFallbackWarning, load
-from gpt2onnx.runtime.providers import cuda_problem
+from conftest import cuda_problem_for
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_refuses_a_manifest_path_outside_the_folder(copy):
 
 def test_cuda_runs_or_says_exactly_why_not(exports):
     folder = exports["tiny"].onnx_dir
-    problem = cuda_problem()
+    problem = cuda_problem_for(folder)  # the machine's reason, else this float32 export's
     if problem is None:  # a machine with a working GPU
         assert load(folder, provider="cuda").provider == "cuda"
     else:
@@ -127,9 +127,10 @@ def test_auto_falls_back_to_cpu_loudly(exports):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = load(folder, provider="auto")
-    if cuda_problem() is None:
+    problem = cuda_problem_for(folder)
+    if problem is None:
         assert model.provider == "cuda" and model.provider_note is None
     else:
         assert model.provider == "cpu"
-        assert model.provider_note == f"running on CPU: {cuda_problem()}"
+        assert model.provider_note == f"running on CPU: {problem}"
         assert [str(w.message) for w in caught if w.category is ProviderFallbackWarning] == [model.provider_note]

@@ -67,6 +67,8 @@ def test_wheel_holds_the_four_packages_and_the_tokenizer(wheel):
         assert f"gpt2onnx/export/assets/gpt1-tokenizer/{asset}" in names
     for name in ("model.onnx", "manifest.json", "tokenizer.json", "config.json", "generation_config.json", "training.json"):
         assert f"gpt2onnx/runtime/default_model/{name}" in names
+    for dtype in ("float32", "float16", "int8"):  # the graphs that move KV-cache rows on the device
+        assert f"gpt2onnx/runtime/graphs/kv_rows_{dtype}.onnx" in names
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"gpt2onnx", wheel.name.split("-py3")[0] + ".dist-info"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
