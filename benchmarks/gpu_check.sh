@@ -47,6 +47,8 @@ receive() {
     if [ "$DEVICE" = cuda ] && [ -d .gpuwheel/small ] && [ ! -e "$STATE/site/.installed" ]; then
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STATE/site" .gpuwheel/small/*.whl || exit 1
         $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target "$STATE/site" . || exit 1
+        # The tests run the console script beside the interpreter (tests/conftest.py's CLI).
+        ln -sf "$STATE/site/bin/gpt2onnx" "$(dirname "$(command -v $PY)")/gpt2onnx"
         touch "$STATE/site/.installed"
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$STATE/env.txt" 2>&1
         $PY -c "import sys, torch, transformers, tokenizers, numpy; print(sys.version.split()[0], 'torch', torch.__version__, torch.cuda.is_available(), 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__, 'numpy', numpy.__version__)" >> "$STATE/env.txt" 2>&1
