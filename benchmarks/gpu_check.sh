@@ -14,6 +14,11 @@
 #   call 9      run       onnxruntime-gpu from the parts; CUDA really runs or it stops
 #                         here; the CUDA tests; the benchmark once `prepare` is done
 #
+# Device time: a start (1-2 min), 8 receive calls (seconds each, plus the turns
+# between them), then the run call (at most GPU_CHECK_RUN_S=560 s): about 14 of a
+# session's 15 minutes. GPU_CHECK_SHAPES=small (in every call) leaves out the 1.5B
+# shape, whose checkpoint and three exports take minutes on the device's 16 cores.
+#
 # GPU_CHECK_DEVICE=cpu bash benchmarks/gpu_check.sh rehearse   runs the same steps
 # here with the CPU provider (the tests' GPT2ONNX_CUDA_REHEARSAL=cpu, the benchmark's
 # --device cpu --quick) and checks that the parts reassemble into the wheel.
@@ -30,7 +35,7 @@ if [ "$DEVICE" = cuda ]; then
     PY=python3
     export PYTHONPATH="$STATE/ort:$STATE/site"  # before the image's onnxruntime 1.30 (CPU) and transformers 5
     BENCH=(--device cuda --precisions fp16,fp32 --compile-cap-s 120)
-    SHAPES="small xl"
+    SHAPES=${GPU_CHECK_SHAPES:-small xl}  # "small" alone when the session's device time is short
 else
     PY=${PY:-.venv/bin/python}
     BENCH=(--device cpu --quick)
