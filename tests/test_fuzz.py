@@ -24,7 +24,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 
 from gpt2onnx.runtime import GenerationConfig, ModelLoadError, UsageError, load
 from gpt2onnx.cli import main as cli_main
@@ -138,13 +138,15 @@ def short_model(exports) -> str:
 
 @settings(FUZZ, max_examples=120)
 @given(argv=generate_argv(), stdin=st.binary(max_size=12) | st.sampled_from([b"", "héllo 🙂".encode()]))
+@example(argv=["--", "", "--json", "--bad-words"], stdin=b"")  # three prompts, no --json: plain text out
 def test_generate_command_succeeds_or_fails_in_one_line(short_model, argv, stdin):
     # Every run loads the model afresh; keep the tokens few so an example stays cheap.
     result = cli("generate", "--model", short_model, "--max-new-tokens", "2", *argv, stdin=stdin)
     assert_clean(result)
     errors = result.error_lines()
     event(f"exit {result.code}: {errors[0].split(': error: ')[-1][:25] if errors else 'ok'}")  # --hypothesis-show-statistics
-    if result.code == 0 and "--json" in argv and not {"--help", "--version"} & set(argv):
+    switches = argv[: argv.index("--")] if "--" in argv else argv  # after "--", "--json" is a prompt
+    if result.code == 0 and "--json" in switches and not {"--help", "--version"} & set(switches):
         data = json.loads(result.stdout)
         assert all(len(s["token_ids"]) <= 3 for r in data["results"] for s in r["sequences"])
 
