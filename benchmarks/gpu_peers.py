@@ -11,12 +11,9 @@ unseen: every load checks the provider it got.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -243,9 +240,9 @@ def build_all(root: Path, shape: dict, precisions: list[str], device: str, conte
 
 
 def serve(folder: str, device: str, slots: int, clients: tuple[int, ...], log: Path) -> dict:
-    """`gpt2onnx serve` on the device under benchmarks/serving.py's load generator: a warm-up
-    level of 2 clients, then each level of `clients`; stopped after."""
-    from .serving import NEW_TOKENS, level, wait_ready
+    """`gpt2onnx serve` on the device under benchmarks/serving.py's load generator (its measure():
+    a warm-up level of 2 clients, then each level of `clients`); stopped after."""
+    from .serving import NEW_TOKENS, Server, measure
 
     print(f"  gpt2onnx serve --provider {device} --slots {slots}", flush=True)
     with socket.socket() as s:  # a port nothing listens on now, picked by the OS
@@ -253,30 +250,8 @@ def serve(folder: str, device: str, slots: int, clients: tuple[int, ...], log: P
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "gpt2onnx.cli", "serve", "--model", folder, "--provider", device, "--port", str(port),
                "--slots", str(slots), "--max-queue", "256"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "GPT2ONNX_API_KEY"}  # loopback, no key: the load generator sends none
-    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).resolve().parent.parent)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_ready(base, proc)
-        except RuntimeError as e:
-            raise RuntimeError(f"{e}; log: {log.read_text()[-300:].strip()}") from None
-        extra = {"min_new_tokens": NEW_TOKENS}
-        asyncio.run(level(f"{base}/v1/completions", extra, 2))  # warm-up
-        levels = []
-        for c in clients:
-            levels.append(asyncio.run(level(f"{base}/v1/completions", extra, c)))
-            f = levels[-1]
-            print(f"    {c} clients: {f['tok_s']:.1f} tok/s, TTFT p50 {f['ttft_p50_ms']:.1f} ms, ITL p50/p99 "
-                  f"{f['itl_p50_ms']:.1f}/{f['itl_p99_ms']:.1f} ms, errors {f['errors']}", flush=True)  # fmt: skip
-        return {"levels": levels, "slots": slots}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    server = Server(f"gpt2onnx-{device}", device, command, {"min_new_tokens": NEW_TOKENS})
+    return {"levels": measure(server, port, clients, log), "slots": slots}
 
 
 # --- memory bandwidth ---------------------------------------------------------------------

@@ -145,14 +145,24 @@ def wait_ready(base: str, proc: subprocess.Popen, replicas: int = 1) -> None:
         time.sleep(0.2)
 
 
-def measure(server: Server, port: int) -> list[dict]:
-    proc = subprocess.Popen(server.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def measure(server: Server, port: int, levels: tuple[int, ...] = LEVELS, log: Path | None = None) -> list[dict]:
+    """The server started, warmed up with 2 clients, each of `levels` measured, stopped. `log`: a file
+    for its output (a long run's logs would fill a pipe nobody reads, and stall it); a failed start's
+    message then ends with the log's tail."""
+    env = {k: v for k, v in os.environ.items() if k != "GPT2ONNX_API_KEY"}  # loopback, no key: the load generator sends none
+    sink = log.open("w") if log else None
+    proc = subprocess.Popen(server.command, stdout=sink or subprocess.DEVNULL, stderr=sink or subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc)
+        try:
+            wait_ready(base, proc)
+        except RuntimeError as e:
+            if log is None:
+                raise
+            raise RuntimeError(f"{e}; log: {log.read_text()[-300:].strip()}") from None
         asyncio.run(level(f"{base}/v1/completions", server.extra, 2))  # warm-up
         out = []
-        for c in LEVELS:
+        for c in levels:
             figures = asyncio.run(level(f"{base}/v1/completions", server.extra, c))
             print(f"  {server.name:16s} C={c:<3d} {figures['tok_s']:7.1f} tok/s  TTFT p50 {figures['ttft_p50_ms']:7.1f} ms  "
                   f"ITL p50/p99 {figures['itl_p50_ms']:.1f}/{figures['itl_p99_ms']:.1f} ms  errors {figures['errors']}", flush=True)
@@ -164,6 +174,8 @@ def measure(server: Server, port: int) -> list[dict]:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if sink:
+            sink.close()
 
 
 def report(results: dict[str, list[dict]], precisions: dict[str, str], machine: str) -> tuple[str, list[str]]:

@@ -25,10 +25,11 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+from gpt2onnx.runtime.kv_rows import GRAPHS
+
 DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int8": TensorProto.INT8}
 OPSET = 13  # Gather-13 and ScatterND-13: every onnxruntime the runtime accepts has both on CPU and CUDA
 IR_VERSION = 7  # opset 13's
-GRAPHS = Path(__file__).resolve().parents[1] / "runtime" / "graphs"
 
 
 def build(dtype: str) -> onnx.ModelProto:
