@@ -147,7 +147,7 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
     if kv_dtype not in KV_DTYPES or (kv_dtype == "int8" and kv_cache != contract.SHARED_KV):
         raise ModelLoadError(f"{path} has kv_cache_dtype {short(kv_dtype)} with kv_cache {short(kv_cache)}, which gpt2onnx does not run: re-export the model")
     architecture = block.get("architecture", contract.GPT2_LM)  # manifests before GPT-1 and classifiers: GPT-2 LMs
-    if architecture not in contract.TASKS:
+    if not isinstance(architecture, str) or architecture not in contract.TASKS:  # a dict: a list would not even hash
         raise ModelLoadError(f"{path} has architecture {short(architecture)}; gpt2onnx runs {', '.join(contract.TASKS)}: re-export the model")
     labels = block.get("labels")
     if contract.TASKS[architecture] == contract.TEXT_CLASSIFICATION:

@@ -105,6 +105,14 @@ def test_refuses_a_tokenizer_bigger_than_the_vocabulary(copy):
         load(copy)
 
 
+@pytest.mark.parametrize("architecture", ["GPT2DoubleHeadsModel", [[[[]]]], {"a": 1}, 7])
+def test_refuses_an_architecture_it_does_not_run_in_one_line(copy, architecture):
+    # test_fuzz drew [[[[]]]]: the check hashed it (a dict lookup) and raised TypeError.
+    edit_manifest(copy, lambda m: m["model"].update(architecture=architecture))
+    with pytest.raises(ModelLoadError, match="has architecture .*; gpt2onnx runs GPT2LMHeadModel, OpenAIGPTLMHeadModel, GPT2ForSequenceClassification: re-export"):
+        load(copy, verify=False)
+
+
 def test_refuses_a_manifest_path_outside_the_folder(copy):
     edit_manifest(copy, lambda m: m["files"].update({"../secret": {"bytes": 1, "sha256": "0"}}))
     with pytest.raises(ModelLoadError, match="names a file outside the folder"):
