@@ -56,7 +56,7 @@ class DecodeState:
         self.prompts: list[list[int]] = []
         self.width = 0  # the longest prompt: HF's padded input length
         self.budget = 0  # new tokens allowed (max_new_tokens, or max_length - width)
-        self.tokens = np.zeros((0, 0), np.int64)  # [rows, width + room]: prompts left-padded, then new ids
+        self.tokens = np.zeros((0, 0), np.int64)  # [rows, columns]: prompts left-padded, then new ids (grows when sliding)
         self.length = 0  # columns of tokens in use
         self.starts = np.zeros(0, np.int64)  # [rows]: column of each row's first real token
         self.logits = np.zeros((0, 0), np.float32)  # [rows, vocab]: scores for each row's next choice
@@ -94,27 +94,12 @@ class DecodeState:
         self.width = max(map(len, prompts))
         self.budget = self.config.new_token_budget(self.width)
         n, n_positions = self.rows_needed(prompts), self.info.n_positions
-        if self.config.context_overflow == "slide":
-            room, capacity = self.budget, n_positions
+        if self.config.context_overflow == "slide":  # the rows run on past the context: grow as they go (push)
+            room, capacity = min(self.budget, n_positions), n_positions
         else:  # a row fits at most n_positions - len + 1 new tokens (the last is never fed)
             room = min(self.budget, n_positions - min(map(len, prompts)) + 1)
             capacity = self.width + max(self.budget - 1, 0)
-        if self.cache is None:
-            self.cache = new_cache(self.session, n, capacity)
-        logits = []
-        for prompt in prompts:
-            first = self.cache.alloc(prompt)
-            reused = self.cache.common_prefix(first.row, prompt)
-            logits.append(self.cache.prefill(first.row, prompt[reused:], reused)[-1])  # [vocab]
-            self.timing.reused_tokens += reused
-            self.slots.append(first)
-            for _ in range(self.rows_per_prompt - 1):
-                copy = self.cache.alloc()
-                self.cache.copy_row(first.row, copy.row)
-                self.slots.append(copy)
-        self.prompts = prompts
-        self._physical = (-1, self._physical[1])
-        self.logits = np.repeat(np.stack(logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
+        # The per-row arrays come first, so a failure below leaves a state that can give its slots back.
         self.tokens = np.zeros((n, self.width + room), np.int64)  # [rows, width + room]
         self.starts = np.zeros(n, np.int64)  # [rows]
         for r in range(n):
@@ -125,6 +110,22 @@ class DecodeState:
         self.pending = np.zeros(n, np.int64)  # [rows]
         self.feed = np.zeros(n, bool)  # [rows]
         self.live = np.ones(n, bool)  # [rows]
+        if self.cache is None:
+            self.cache = new_cache(self.session, n, capacity)
+        logits = []
+        for prompt in prompts:
+            first = self.cache.alloc(prompt)
+            self.slots.append(first)
+            reused = self.cache.common_prefix(first.row, prompt)
+            logits.append(self.cache.prefill(first.row, prompt[reused:], reused)[-1])  # [vocab]
+            self.timing.reused_tokens += reused
+            for _ in range(self.rows_per_prompt - 1):
+                copy = self.cache.alloc()
+                self.slots.append(copy)
+                self.cache.copy_row(first.row, copy.row)
+        self.prompts = prompts
+        self._physical = (-1, self._physical[1])
+        self.logits = np.repeat(np.stack(logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
         self.fed = np.repeat(np.array([len(p) for p in prompts], np.int64), self.rows_per_prompt)  # [rows]
         self.most_fed = self.width
         self._all_rows = np.arange(n)  # [rows]
@@ -132,6 +133,8 @@ class DecodeState:
 
     def push(self, tokens: np.ndarray) -> None:
         """Record one chosen token per row [rows]."""
+        if self.length == self.tokens.shape[1]:  # a sliding row outran the buffer: double it (memory follows tokens made)
+            self.tokens = np.concatenate([self.tokens, np.zeros_like(self.tokens)], axis=1)  # [rows, 2 * columns]
         self.tokens[:, self.length] = tokens
         self.length += 1
         self.timing.new_tokens += 1

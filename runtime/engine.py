@@ -4,7 +4,8 @@ The engine owns a cache of N slots (rows). `submit` queues a search with its
 prompts; each `step()` admits what fits into free slots (prefilled there while
 the other slots keep their state, reusing the longest prefix a free slot still
 holds), runs one token for every busy row in one batch, and lets each search
-choose its next tokens. A search's rows leave as they finish, so their slots
+choose its next tokens. A search whose own part of a step raises (its prefill,
+its choice) fails alone and the others go on. A search's rows leave as they finish, so their slots
 are free for the next request at once. This is llama.cpp's server loop (slots,
 `cache_prompt`) and vLLM's continuous batching, on one thread: the caller (the
 server's scheduler, the desktop's worker, Run) drives it; other threads only
@@ -74,7 +75,7 @@ class Engine:
         started = time.perf_counter()
         self._decode(self.active)  # just-admitted searches have their prefill's logits and feed nothing
         for search in self.active:
-            search.advance()
+            self._guarded(search, search.advance)
         seconds = time.perf_counter() - started
         for search in self.active:
             search.timing.decode_s += seconds
@@ -96,9 +97,19 @@ class Engine:
         while self.waiting and self.cache.free_slots >= self.waiting[0][0].state.rows_needed(self.waiting[0][1]):
             search, prompts = self.waiting.popleft()
             search.state.attach(self.cache)
-            search.append_tokens(prompts)
+            self._guarded(search, search.append_tokens, prompts)
             if not search.is_done():  # a zero-token budget is done at once
                 self.active.append(search)
+
+    @staticmethod
+    def _guarded(search: Search, call, *args) -> None:
+        """Run one search's own part of a step; if it raises, that search alone fails (its caller
+        gets the error) and the step goes on for the others. The batched forward pass is everyone's:
+        its failure still propagates."""
+        try:
+            call(*args)
+        except Exception as e:
+            search.fail(e)
 
     def _decode(self, searches: list[Search]) -> None:
         """One batched forward pass over the rows these searches feed."""

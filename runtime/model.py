@@ -122,6 +122,9 @@ def check_against_model(config: GenerationConfig, info) -> None:
     for name, token in named:
         if token is not None and token >= vocab:
             raise UsageError(f"{name} has token id {short(token)}, outside the model's vocabulary [0, {vocab})")
+    banned = {seq[0] for seq in config.bad_words_ids or () if len(seq) == 1} - set(config.eos_token_ids)
+    if len(banned) >= vocab - len(set(config.eos_token_ids)) and (config.min_new_tokens or config.min_length):
+        raise UsageError("bad_words_ids bans every token but eos, and min_new_tokens (or min_length) bans eos: nothing could be generated; ban fewer tokens")
     if config.logprobs is not None and config.logprobs > vocab:
         raise UsageError(f"logprobs must be <= the vocabulary size ({vocab}), got {short(config.logprobs)}")
 

@@ -73,26 +73,29 @@ def no_repeat_ngram(scores: np.ndarray, history: History, n: int) -> np.ndarray:
     return out
 
 
-def bad_words(scores: np.ndarray, history: History, bad_words_ids: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """Ban the last token of each bad sequence when the row ends with the rest of it
-    (a one-token sequence is always banned)."""
+def bad_words(scores: np.ndarray, history: History, singles: np.ndarray, longer: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """Ban the one-token bad sequences' ids [n] (all at once, whatever their number), and the last token
+    of each longer bad sequence when the row ends with the rest of it."""
     out = scores.copy()
-    for row, tokens in enumerate(history.tokens):
-        for sequence in bad_words_ids:
+    out[:, singles] = NEG_INF
+    for row, tokens in enumerate(history.tokens if longer else ()):
+        for sequence in longer:
             prefix = sequence[:-1]
             if len(tokens) >= len(prefix) and tuple(tokens[len(tokens) - len(prefix) :]) == prefix:
                 out[row, sequence[-1]] = NEG_INF
     return out
 
 
-def sequence_bias(scores: np.ndarray, history: History, biases: tuple[tuple[tuple[int, ...], float], ...]) -> np.ndarray:
-    """Add each bias to its sequence's last token when the row ends with the rest of it (a one-token
-    sequence is always biased): HF's SequenceBiasLogitsProcessor, and OpenAI's logit_bias."""
+def sequence_bias(scores: np.ndarray, history: History, singles: tuple[np.ndarray, np.ndarray], longer: tuple[tuple[tuple[int, ...], float], ...]) -> np.ndarray:
+    """Add each one-token sequence's bias (ids [n], biases [n], all at once) and each longer sequence's
+    bias to its last token when the row ends with the rest of it: HF's SequenceBiasLogitsProcessor,
+    and OpenAI's logit_bias."""
     out = scores.copy()
-    for row, tokens in enumerate(history.tokens):
-        for sequence, bias in biases:
+    np.add.at(out, (slice(None), singles[0]), singles[1])
+    for row, tokens in enumerate(history.tokens if longer else ()):
+        for sequence, bias in longer:
             prefix = sequence[:-1]
-            if not prefix or len(tokens) >= len(prefix) and tuple(tokens[len(tokens) - len(prefix) :]) == prefix:
+            if len(tokens) >= len(prefix) and tuple(tokens[len(tokens) - len(prefix) :]) == prefix:
                 out[row, sequence[-1]] += np.float32(bias)
     return out
 
@@ -112,7 +115,10 @@ def chain(config) -> list:
     steps = []
     eos = np.array(config.eos_token_ids, np.int64)  # [n_eos]
     if config.sequence_bias:  # first, as in HF's generate
-        steps.append(lambda s, h: sequence_bias(s, h, config.sequence_bias))
+        one = [(seq[0], bias) for seq, bias in config.sequence_bias if len(seq) == 1]
+        biases = (np.array([t for t, _ in one], np.int64), np.array([b for _, b in one], np.float32))  # [n], [n]
+        longer_biases = tuple((seq, bias) for seq, bias in config.sequence_bias if len(seq) > 1)
+        steps.append(lambda s, h: sequence_bias(s, h, biases, longer_biases))
     if config.repetition_penalty != 1.0:
         steps.append(lambda s, h: repetition_penalty(s, h, config.repetition_penalty))
     if config.presence_penalty or config.frequency_penalty:
@@ -121,8 +127,9 @@ def chain(config) -> list:
         steps.append(lambda s, h: no_repeat_ngram(s, h, config.no_repeat_ngram_size))
     if config.bad_words_ids:
         # As HF does, a bad "word" that is just eos is ignored: it would forbid stopping.
-        banned = tuple(b for b in config.bad_words_ids if not (len(b) == 1 and b[0] in config.eos_token_ids))
-        steps.append(lambda s, h: bad_words(s, h, banned))
+        banned = np.array([b[0] for b in config.bad_words_ids if len(b) == 1 and b[0] not in config.eos_token_ids], np.int64)  # [n]
+        longer = tuple(b for b in config.bad_words_ids if len(b) > 1)
+        steps.append(lambda s, h: bad_words(s, h, banned, longer))
     if config.min_length:
         steps.append(lambda s, h: min_length(s, eos, h.length < config.min_length))
     if config.min_new_tokens:

@@ -147,6 +147,9 @@ class Run:
         if self._cancel.is_set() and self.engine is not None and not self._cancel_sent:
             self.engine.cancel(self.search)  # applied at the engine's next step
             self._cancel_sent = True
+        if self.search.error is not None:  # a step failed for this run alone (the engine went on)
+            self.finished = True
+            raise self.search.error
         logprobs = self.config.logprobs is not None
         out = []
         for row, token, record in self.search.take_made():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UsageError
 from .warpers import Candidates, log_softmax, softmax
 
 
@@ -27,6 +28,8 @@ def sample_rows(rows: list[Candidates], rng: np.random.Generator) -> np.ndarray:
     uniforms = rng.random(len(rows))  # [rows]
     tokens = np.empty(len(rows), np.int64)  # [rows]
     for r, ((ids, values), u) in enumerate(zip(rows, uniforms)):
+        if not len(ids):
+            raise UsageError("every token is banned at this step (bad_words_ids, min_new_tokens, logit_bias of -inf): ban fewer tokens")
         cdf = np.cumsum(softmax(values.astype(np.float64)))
         tokens[r] = ids[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(ids) - 1)]
     return tokens

@@ -10,7 +10,7 @@ sampling, beam search, beam sampling), after onnxruntime-genai's Generator:
 first across many searches: the decode state runs the tokens chosen last step
 (`state.step()`), then `advance()` chooses the next ones from the logits.
 `cancel()` stops the search; its results keep what was made, marked
-"cancelled". `take_made()` gives a streaming caller the tokens made since it last asked
+"cancelled"; `fail(error)` stops it when a step raised for it alone. `take_made()` gives a streaming caller the tokens made since it last asked
 (whichever thread drove the steps).
 """
 
@@ -41,6 +41,7 @@ class Search:
         self.config = config
         self.state = DecodeState(session, config, rows_per_prompt)
         self._done = False  # set when the search has finished (or was cancelled)
+        self.error: Exception | None = None  # why the search failed (fail()); its caller re-raises it
 
     @property
     def timing(self):
@@ -74,6 +75,13 @@ class Search:
                 self._cancelled()
             self._done = True
             self.state.release_all()
+
+    def fail(self, error: Exception) -> None:
+        """A step raised for this search alone (its prefill, its choice): stop it and give its rows
+        back, keeping the error for whoever reads its results. Others in the same engine go on."""
+        self.error = error
+        self._done = True
+        self.state.release_all()
 
     def _check_started(self) -> None:
         if not self.state.started:

@@ -109,8 +109,15 @@ def _each_row(scores: np.ndarray, rule, *args) -> np.ndarray:
     return _dense(scores, rows)
 
 
+GREEDY_BELOW = 1e-30  # a temperature this small overflows float32 (or rounds to 0): its limit, the top tokens, stands in
+
+
 def temperature(scores: np.ndarray, value: float) -> np.ndarray:
-    """Divide the scores by `value`: < 1 sharpens, > 1 flattens."""
+    """Divide the scores by `value`: < 1 sharpens, > 1 flattens. Below GREEDY_BELOW the division would
+    give inf and NaN (an empty answer); the limit as value -> 0 keeps the top-scoring tokens alone."""
+    if value < GREEDY_BELOW:
+        top = scores.max(axis=-1, keepdims=True)  # [rows, 1]
+        return np.where((scores == top) & np.isfinite(scores), np.float32(0), NEG_INF).astype(np.float32)  # [rows, vocab]
     return scores / np.float32(value)
 
 
