@@ -7,13 +7,16 @@ requests join and leave one running batch. Install with
 
     app.py        the app: state, security, health, models, metrics, tokenize
     routes.py     /v1/completions and /v1/chat/completions
-    protocol.py   request fields -> gpt2onnx settings
+    protocol.py   request fields -> gpt2onnx settings, and what one request may ask for
+    openapi.py    the response schemas /openapi.json documents (documentation only)
     scheduler.py  the thread that steps the engine for every request
     responses.py  OpenAI's response objects
     chat.py       messages -> a Q/A transcript
-    errors.py     OpenAI's error shape, body-size limit, request counter
+    errors.py     OpenAI's error shape, body size and time limits, request counter
     metrics.py    Prometheus metrics
     command.py    the command: flags, safety checks, uvicorn
+    limits.py     socket-layer limits: request-head deadline, connection cap, open files
+    keys.py       the API keys accepted (--api-key, --api-key-file, re-read on SIGHUP)
     model_source.py  a model folder, or an archive URI fetched once per node
 
 On Ray Serve (`pip install 'gpt2onnx[ray]'`), the same app on many replicas:

@@ -9,7 +9,7 @@ in constant time. The generation routes live in routes.py.
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -19,18 +19,19 @@ from dataclasses import dataclass
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.cors import CORSMiddleware
 
 from gpt2onnx.runtime import Gpt2OnnxError, Model, load
 
-from . import errors, routes
+from . import errors, openapi, routes
 from .errors import ApiError
+from .keys import ApiKeys
 from .metrics import Metrics
 from .protocol import DetokenizeRequest, TokenizeRequest
 from .scheduler import Scheduler
 
 log = logging.getLogger("gpt2onnx.serve")
 REPLICA_HEADER = "x-gpt2onnx-replica"
-ENDPOINTS = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/tokenize", "/detokenize"}
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class ServeOptions:
     slots: int = 4  # requests decoded together in one batch
     max_queue: int = 64  # requests that may wait for a slot before 429
     api_key: str | None = None  # required as a Bearer token on /v1 when set
+    api_key_file: str | None = None  # more accepted keys, one a line; re-read on SIGHUP (keys.py)
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: no CORS headers
     provider: str = "auto"  # onnxruntime provider: auto, cpu or cuda
     threads: int | None = None  # onnxruntime intra-op threads (None: its default)
     max_body_bytes: int = 1 << 20  # larger request bodies get 413
+    read_timeout: float = 10.0  # seconds a client has to send a request (--read-timeout; limits.py times the head)
     wait_for_model: bool = False  # load before taking requests, raising if it fails (Ray replicas)
     replica: str | None = None  # named in the X-Gpt2onnx-Replica header and /health (Ray replicas)
 
@@ -122,54 +126,67 @@ def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = N
         if state.scheduler is not None:
             await asyncio.get_running_loop().run_in_executor(None, state.scheduler.stop)
 
-    app = FastAPI(title="gpt2onnx", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="gpt2onnx", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.gpt2onnx = state
     errors.install(app)
-    app.add_middleware(errors.CountRequests, metrics=state.metrics, endpoints=ENDPOINTS)
-    app.add_middleware(errors.BodyLimit, limit=options.max_body_bytes)
+    openapi.install(app)  # /openapi.json: no 422 (errors are 400 here), the stream chunks' schemas, integer bounds
+    app.add_middleware(errors.CountRequests, metrics=state.metrics)
+    app.add_middleware(errors.BodyLimit, limit=options.max_body_bytes, timeout=options.read_timeout)
+    if options.cors_origins:  # outside the others: preflights need no key, and errors carry the headers too
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After", REPLICA_HEADER],
+        )
     if options.replica is not None:
         app.add_middleware(NameReplica, replica=options.replica)
+    keys = app.state.api_keys = ApiKeys(options.api_key, options.api_key_file)  # command.py reloads it on SIGHUP
 
     def authorized(request: Request) -> None:
-        key = options.api_key
-        if key is None:
+        if not keys.required:
             return
         sent = request.headers.get("authorization", "")
         token = sent[7:] if sent[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(token.encode(), key.encode()):
+        if not keys.accepts(token):
             raise ApiError(401, "missing or wrong API key: send the header Authorization: Bearer KEY", code="invalid_api_key")
 
     guarded = [Depends(authorized)]
 
-    @app.get("/health")
+    @app.get("/health", responses=openapi.HEALTH)
     async def health():
         if state.scheduler is None:
             return JSONResponse({"status": "loading"}, status_code=503)
         alive = {"status": "ok", "model": options.model_id, "slots": options.slots}
         return alive if options.replica is None else {**alive, "replica": options.replica, "pid": os.getpid()}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses=openapi.METRICS)
     async def metrics():
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", dependencies=guarded)
-    async def models():
-        return {"object": "list", "data": [{"id": options.model_id, "object": "model", "created": 0, "owned_by": "gpt2onnx"}]}
+    served = {"id": options.model_id, "object": "model", "created": 0, "owned_by": "gpt2onnx"}
 
-    @app.post("/tokenize", dependencies=guarded)
+    @app.get("/v1/models", dependencies=guarded, responses=openapi.MODELS)
+    async def models():
+        return {"object": "list", "data": [served]}
+
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded, responses=openapi.MODEL)
+    async def model(model_id: str):
+        state.check_model(model_id)
+        return served
+
+    @app.post("/tokenize", dependencies=guarded, responses=openapi.TOKENIZE)
     async def tokenize(body: TokenizeRequest):
         model, _ = state.ready()
         state.check_model(body.model)
-        tokens = model.tokenizer.encode(body.prompt)
+        tokens = await routes.off_loop(model.tokenizer.encode, body.prompt)
         return {"tokens": tokens, "count": len(tokens), "max_model_len": model.info.n_positions}
 
-    @app.post("/detokenize", dependencies=guarded)
+    @app.post("/detokenize", dependencies=guarded, responses=openapi.DETOKENIZE)
     async def detokenize(body: DetokenizeRequest):
         model, _ = state.ready()
         state.check_model(body.model)
         if any(not 0 <= t < model.info.vocab_size for t in body.tokens):
             raise ApiError(400, f"a token id is outside the vocabulary [0, {model.info.vocab_size})", param="tokens")
-        return {"prompt": model.tokenizer.decode(body.tokens, skip_special_tokens=False)}
+        return {"prompt": await routes.off_loop(functools.partial(model.tokenizer.decode, skip_special_tokens=False), body.tokens)}
 
     routes.add(app, state, guarded)
     return app

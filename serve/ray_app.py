@@ -18,7 +18,7 @@ the first replica with a free slot; a config file may override it.
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 import ray
 from ray import serve
 from ray.serve.deployment import Application, Deployment
@@ -43,7 +43,14 @@ class BuildArgs(BaseModel):
     api_key: str | None = None  # Bearer key for /v1 (default: $GPT2ONNX_API_KEY on the replica)
     provider: Literal["auto", "cpu", "cuda"] = "auto"  # onnxruntime provider (cuda: each replica asks Ray for a GPU)
     threads: int | None = Field(None, ge=1)  # onnxruntime threads (default: the replica's num_cpus)
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (CORS); none: no CORS headers
     cache: str | None = None  # where a node keeps fetched models (default: ~/.cache/gpt2onnx)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        """`serve run ...:build cors_origins=A,B` gives one string; a config's args may give a list."""
+        return tuple(o.strip() for o in value.split(",") if o.strip()) if isinstance(value, str) else value
 
 
 @serve.deployment(name="Gpt2Onnx", ray_actor_options={"num_cpus": 1}, health_check_period_s=5)
@@ -62,6 +69,7 @@ class Gpt2OnnxReplica:
             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
             provider=args.provider,
             threads=args.threads or _assigned_cpus(),
+            cors_origins=args.cors_origins,
             wait_for_model=True,  # the scheduler runs before Ray routes a request here
             replica=replica,
         )

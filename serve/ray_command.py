@@ -51,7 +51,7 @@ def _check_port(host: str, port: int) -> None:
             raise Gpt2OnnxError(f"cannot listen on {host}:{port} ({e.strerror or e}): pick another --port or --host") from None
 
 
-def run(args: argparse.Namespace, api_key: str | None, model_id: str) -> int:
+def run(args: argparse.Namespace, api_key: str | None, model_id: str, cors_origins: tuple[str, ...] = ()) -> int:
     try:
         import ray
         from ray import serve
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, api_key: str | None, model_id: str) -> int:
         read_defaults(model_source.resolve(args.model))
     if args.port:
         _check_port(args.host, args.port)
-    build_args = BuildArgs(model=args.model, model_id=model_id, slots=args.slots, max_queue=args.max_queue, api_key=api_key, provider=args.provider, threads=args.threads)
+    build_args = BuildArgs(model=args.model, model_id=model_id, slots=args.slots, max_queue=args.max_queue, api_key=api_key, provider=args.provider, threads=args.threads, cors_origins=cors_origins)
     log = logging.getLogger("gpt2onnx.serve")
     joined = args.ray_address is not None
     if not joined:  # the proxies of the instance started here load ray_proxy's middleware (a cluster sets it at `ray start`)

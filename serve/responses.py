@@ -47,11 +47,11 @@ class CompletionLogprobs:
         return out
 
 
-def chat_logprobs(token_text, records: list[TokenLogprobs]) -> dict:
-    """The chat API's logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}."""
+def chat_logprobs(tokenizer, records: list[TokenLogprobs]) -> dict:
+    """The chat API's logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}; `bytes` are the
+    token's own (a token holding part of a UTF-8 character has U+FFFD as its text, not as its bytes)."""
 
     def entry(token_id: int, logprob: float) -> dict:
-        text = token_text(token_id)
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+        return {"token": tokenizer.token_text(token_id), "logprob": logprob, "bytes": list(tokenizer.token_bytes(token_id))}
 
     return {"content": [entry(r.token_id, r.logprob) | {"top_logprobs": [entry(t, lp) for t, lp in r.top]} for r in records]}

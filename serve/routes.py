@@ -2,14 +2,16 @@
 events -> OpenAI's response, whole or as server-sent events.
 
 Everything that can be wrong with a request is checked before it is queued,
-so a stream never starts for a request that would fail. A client that goes
-away cancels its request: a stream notices at once (Starlette cancels it), a
-plain request within POLL_S.
+so a stream never starts for a request that would fail. Tokenizing, whose time
+grows with the prompt, runs off the event loop. A client that goes away
+cancels its request at once: a stream's task is cancelled by Starlette, and a
+plain request's watcher hears ASGI's http.disconnect while it waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from fastapi import FastAPI, Request
@@ -17,16 +19,16 @@ from fastapi.responses import StreamingResponse
 
 from gpt2onnx.runtime import UsageError
 
-from . import chat, errors, responses
+from . import chat, errors, openapi, responses
 from .errors import ApiError
-from .protocol import ChatRequest, CompletionRequest, Job, choices, settings
+from .protocol import ChatRequest, CompletionRequest, Job, check_request, choices, settings
 from .scheduler import Done, Failed, Prompt, Ticket, Tokens
 
-POLL_S = 0.25  # how often a waiting plain request checks that its client is still there
+GONE = object()  # put on a plain request's events when its client disconnects
 
 
 def add(app: FastAPI, state, guarded: list) -> None:
-    @app.post("/v1/completions", dependencies=guarded)
+    @app.post("/v1/completions", dependencies=guarded, responses=openapi.COMPLETIONS)
     async def completions(body: CompletionRequest, request: Request):
         model, _ = state.ready()
         state.check_model(body.model)
@@ -34,13 +36,8 @@ def add(app: FastAPI, state, guarded: list) -> None:
             raise ApiError(400, "suffix is not supported: GPT-2 completes text, it does not insert", param="suffix")
         if body.best_of is not None and body.best_of != body.n:
             raise ApiError(400, "best_of must equal n (or be left out): gpt2onnx returns every sequence it makes", param="best_of")
-        prompts = _prompt_ids(model, body.prompt)
-        if isinstance(body.prompt, str):
-            texts = [body.prompt]
-        elif _is_texts(body.prompt):
-            texts = list(body.prompt)
-        else:
-            texts = [model.tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts]
+        check_request(body)
+        prompts, texts = await off_loop(_completion_prompts, model, body.prompt, body.echo)
         echo_logprobs = body.logprobs if body.echo and body.logprobs is not None else None
         job, repeat = _job(state, model, body, prompts, settings(body, model.generation_config, body.max_tokens, body.logprobs), echo_logprobs)
         ticket = _submit(state, job, prompts)
@@ -65,14 +62,16 @@ def add(app: FastAPI, state, guarded: list) -> None:
         result["usage"] = responses.usage(sum(map(len, prompts)), sum(len(s.token_ids) for s in done.sequences))
         return result
 
-    @app.post("/v1/chat/completions", dependencies=guarded)
+    @app.post("/v1/chat/completions", dependencies=guarded, responses=openapi.CHAT)
     async def chat_completions(body: ChatRequest, request: Request):
         model, _ = state.ready()
         state.check_model(body.model)
-        prompts = [model.encode_prompt(chat.transcript(body.messages))]
+        check_request(body)
+        prompts = [await off_loop(_chat_prompt, model, body.messages)]
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         top = (body.top_logprobs or 0) if body.logprobs else None
-        job, _ = _job(state, model, body, prompts, settings(body, model.generation_config, max_tokens, top, chat.TURN_STOPS), None)
+        room = max(model.info.n_positions - len(prompts[0]), 1)  # no max_tokens: what is left of the context
+        job, _ = _job(state, model, body, prompts, settings(body, model.generation_config, max_tokens, top, chat.TURN_STOPS, room), None)
         ticket = _submit(state, job, prompts)
         request_id = responses.new_id("chatcmpl")
         if body.stream:
@@ -80,8 +79,8 @@ def add(app: FastAPI, state, guarded: list) -> None:
         done, _ = await _wait(ticket, request)
         out = []
         for i, sequence in enumerate(done.sequences):
-            logprobs = responses.chat_logprobs(model.tokenizer.token_text, _records(sequence)) if body.logprobs else None
-            message = {"role": "assistant", "content": sequence.text.lstrip(" ")}
+            logprobs = responses.chat_logprobs(model.tokenizer, _records(sequence)) if body.logprobs else None
+            message = {"role": "assistant", "content": chat.answer(sequence.text)}
             out.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": responses.FINISH[sequence.finish_reason]})
         result = responses.envelope("chat.completion", request_id, state.options.model_id, out)
         result["usage"] = responses.usage(len(prompts[0]), sum(len(s.token_ids) for s in done.sequences))
@@ -90,6 +89,12 @@ def add(app: FastAPI, state, guarded: list) -> None:
 
 def _is_texts(prompt) -> bool:
     return isinstance(prompt, list) and bool(prompt) and all(isinstance(p, str) for p in prompt)
+
+
+async def off_loop(function, *args):
+    """Run `function(*args)` on a worker thread: work that grows with the input (tokenizing a 1 MiB
+    prompt takes half a second) must not stall every other client on the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(function, *args))
 
 
 def _prompt_ids(model, prompt) -> list[list[int]]:
@@ -107,10 +112,27 @@ def _prompt_ids(model, prompt) -> list[list[int]]:
     raise ApiError(400, "prompt must be a string, a list of strings, token ids or non-empty lists of token ids", param="prompt")
 
 
+def _completion_prompts(model, prompt, echo: bool) -> tuple[list[list[int]], list[str]]:
+    """The prompts' ids, checked (empty, ids outside the vocabulary, longer than the context: 400),
+    and with echo their texts (token ids are decoded only once they are known to be the model's)."""
+    prompts = _prompt_ids(model, prompt)
+    model.check_prompts(prompts)
+    if isinstance(prompt, str):
+        return prompts, [prompt]
+    if _is_texts(prompt):
+        return prompts, list(prompt)
+    return prompts, [model.tokenizer.decode(ids, skip_special_tokens=False) if echo else "" for ids in prompts]
+
+
+def _chat_prompt(model, messages) -> list[int]:
+    ids = model.encode_prompt(chat.transcript(messages))
+    model.check_prompts([ids])
+    return ids
+
+
 def _job(state, model, body, prompts: list[list[int]], changes: dict, echo_logprobs: int | None) -> tuple[Job, int]:
-    """The Job for a request, checked now: settings, token ids, context, slots."""
+    """The Job for a request, checked now: settings and slots (its prompts were checked as they were made)."""
     config, repeat = choices(model.config(**changes), body.n)
-    model.check_prompts(prompts)  # empty, ids outside the vocabulary, longer than the context: 400
     rows = len(prompts) * repeat * max(config.num_return_sequences, config.num_beams)
     if rows > state.options.slots:
         raise ApiError(400, f"this request needs {rows} slots (prompts x n or beams) but the server has {state.options.slots}: send fewer prompts or start the server with more --slots")
@@ -124,25 +146,34 @@ def _submit(state, job: Job, prompts: list[list[int]]) -> Ticket:
 
 
 async def _wait(ticket: Ticket, request: Request) -> tuple[Done, list | None]:
-    """The request's result (and its prompts' logprobs), cancelling it if the client leaves."""
+    """The request's result (and its prompts' logprobs), cancelling it the moment the client leaves."""
+    watcher = asyncio.create_task(_watch(request, ticket))
     prompt_logprobs = None
-    while True:
-        try:
-            event = await asyncio.wait_for(ticket.events.get(), POLL_S)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                ticket.cancel()
-                raise ApiError(499, "the client closed the connection") from None
-            continue
-        except asyncio.CancelledError:
-            ticket.cancel()
-            raise
-        if isinstance(event, Prompt):
-            prompt_logprobs = event.logprobs
-        elif isinstance(event, Done):
-            return event, prompt_logprobs
-        elif isinstance(event, Failed):
-            raise _api_error(event.error)
+    try:
+        while True:
+            event = await ticket.events.get()
+            if event is GONE:
+                raise ApiError(499, "the client closed the connection")
+            if isinstance(event, Prompt):
+                prompt_logprobs = event.logprobs
+            elif isinstance(event, Done):
+                return event, prompt_logprobs
+            elif isinstance(event, Failed):
+                raise _api_error(event.error)
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _watch(request: Request, ticket: Ticket) -> None:
+    """Wait for ASGI's http.disconnect (the body was read: nothing else comes), then cancel the request
+    at the scheduler's next step and wake its waiter."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    ticket.cancel()
+    ticket.events.put_nowait(GONE)
 
 
 def _api_error(error: Exception) -> ApiError:
@@ -248,7 +279,7 @@ async def _stream_chat(state, ticket, body: ChatRequest, request_id, model):
         if isinstance(event, Tokens):
             for delta in event.deltas:
                 records = [r for r in delta.logprobs or [] if r.token_id not in eos]
-                logprobs = responses.chat_logprobs(model.tokenizer.token_text, records) if body.logprobs else None
+                logprobs = responses.chat_logprobs(model.tokenizer, records) if body.logprobs else None
                 yield chunk(delta.row, {"content": answers[delta.row].feed(delta.text)}, None, logprobs)
         elif isinstance(event, Done):
             for i, sequence in enumerate(event.sequences):

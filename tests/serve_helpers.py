@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -23,11 +24,13 @@ def free_port() -> int:
 class Server:
     """`gpt2onnx serve ARGS` on a free loopback port, ready when started."""
 
-    def __init__(self, *args: str, env: dict | None = None):
+    def __init__(self, *args: str, env: dict | None = None, open_files: int | None = None):
+        """`open_files`: the server's descriptor limit, soft and hard (as under `ulimit -n`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "gpt2onnx.cli", "serve", "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))) if open_files else None
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, preexec_fn=limit)
         deadline = time.monotonic() + STARTUP_S
         while True:
             if self.proc.poll() is not None:
