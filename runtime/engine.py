@@ -5,8 +5,8 @@ prompts; each `step()` admits what fits into free slots (prefilled there while
 the other slots keep their state, reusing the longest prefix a free slot still
 holds), runs one token for every busy row in one batch, and lets each search
 choose its next tokens. A search whose own part of a step raises (its prefill,
-its choice) fails alone and the others go on. A search's rows leave as they finish, so their slots
-are free for the next request at once. This is llama.cpp's server loop (slots,
+its choice) fails alone and the others go on. A search's rows leave as they
+finish, so their slots are free for the next request at once. This is llama.cpp's server loop (slots,
 `cache_prompt`) and vLLM's continuous batching, on one thread: the caller (the
 server's scheduler, the desktop's worker, Run) drives it; other threads only
 `cancel`.

@@ -11,6 +11,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 STARTUP_S = 120  # the model loads in the background; /health says when it is ready
 
@@ -65,3 +66,16 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def server_fixture(*args: str):
+    """A module-scoped fixture: `gpt2onnx serve ARGS` for the module's tests, which must exit 0 when
+    SIGTERM stops it at the end (a clean shutdown is part of every server test)."""
+
+    @pytest.fixture(scope="module")
+    def server():
+        s = Server(*args)
+        yield s
+        assert s.stop() == 0
+
+    return server

@@ -20,17 +20,13 @@ import httpx
 import openai
 import pytest
 
-from serve_helpers import Server
+from serve_helpers import Server, server_fixture
 
 MODEL = "gpt2onnx-default"
 CLI = [sys.executable, "-m", "gpt2onnx.cli"]
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = Server("--slots", "8", "--threads", "1")
-    yield s
-    assert s.stop() == 0
+server = server_fixture("--slots", "8", "--threads", "1")
 
 
 @pytest.fixture(scope="module")

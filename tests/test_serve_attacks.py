@@ -27,7 +27,7 @@ from gpt2onnx.runtime import load
 from gpt2onnx.serve.protocol import MAX_STOP_CHARS, MAX_STOPS, MAX_TOKENS
 
 import attack_helpers
-from serve_helpers import Server
+from serve_helpers import server_fixture
 
 EOS = 50256
 VICTIM = {"prompt": "Once upon a time", "max_tokens": 12000, "min_new_tokens": 12000, "temperature": 0, "context_overflow": "slide", "stream": True}
@@ -56,11 +56,7 @@ VICTIM_CLIENT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = Server("--slots", "4", "--threads", "1", "--read-timeout", "2", "--max-connections", "400")
-    yield s
-    assert s.stop() == 0
+server = server_fixture("--slots", "4", "--threads", "1", "--read-timeout", "2", "--max-connections", "400")
 
 
 def wait_for_idle(server, busy: int, seconds: float = 10) -> float:

@@ -25,18 +25,14 @@ from gpt2onnx.runtime import load
 from gpt2onnx.serve.app import ServeOptions, create_app
 from gpt2onnx.serve.protocol import MAX_STOP_CHARS, MAX_STOPS, MAX_TOKENS
 
-from serve_helpers import Server, free_port
+from serve_helpers import free_port, server_fixture
 
 MODEL = "gpt2onnx-default"
 EOS = 50256
 NO_EOS_OR_TURN = {str(EOS): -100, "198": -100, "628": -100, "48": -100}  # eos, "\n", "\n\n", "Q": no early end
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = Server("--slots", "4", "--threads", "1")
-    yield s
-    assert s.stop() == 0
+server = server_fixture("--slots", "4", "--threads", "1")
 
 
 @pytest.fixture(scope="module")

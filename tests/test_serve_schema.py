@@ -19,7 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from serve_helpers import Server
+from serve_helpers import server_fixture
 
 # What a request may ask for at most here, in place of the server's real bounds (up to 65,536 new tokens,
 # 16 rows): at those one example decodes for a minute on two cores; at these, for a few engine steps.
@@ -48,11 +48,7 @@ EXAMPLES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = Server("--slots", "4", "--threads", "1")
-    yield s
-    assert s.stop() == 0
+server = server_fixture("--slots", "4", "--threads", "1")
 
 
 @pytest.fixture(scope="module")
