@@ -130,8 +130,8 @@ def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = N
     app.state.gpt2onnx = state
     errors.install(app)
     openapi.install(app)  # /openapi.json: no 422 (errors are 400 here), the stream chunks' schemas, integer bounds
-    app.add_middleware(errors.CountRequests, metrics=state.metrics)
     app.add_middleware(errors.BodyLimit, limit=options.max_body_bytes, timeout=options.read_timeout)
+    app.add_middleware(errors.CountRequests, metrics=state.metrics)  # outside BodyLimit: its 413s and 408s count too
     if options.cors_origins:  # outside the others: preflights need no key, and errors carry the headers too
         app.add_middleware(
             CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],

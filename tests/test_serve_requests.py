@@ -162,6 +162,14 @@ def test_a_vanishing_temperature_answers_greedily(client):
     assert tiny.choices[0].text == greedy.choices[0].text and tiny.usage.completion_tokens == 12
 
 
+def test_refusals_before_the_router_are_counted_too(server):
+    # A 413 is answered before any route is matched: counted under "other", not lost.
+    too_big = 'gpt2onnx_requests_total{endpoint="other",status="413"}'
+    before = server.metric(too_big) if too_big in httpx.get(f"{server.url}/metrics").text else 0
+    assert httpx.post(f"{server.url}/v1/completions", content=b"x" * (2 << 20), headers={"content-type": "application/json"}).status_code == 413
+    assert server.metric(too_big) == before + 1
+
+
 class _Broken:
     """The shipped model, except that checking prompts raises what no one expected."""
 
