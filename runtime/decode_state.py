@@ -69,6 +69,9 @@ class DecodeState:
         self._released = 0  # rows given back (live.all() is `not _released`)
         self._physical = (-1, np.zeros(0, np.int64))  # (cache.moves when computed, every row's cache row)
         self._all_rows = np.zeros(0, np.int64)  # [rows]: 0 .. rows - 1
+        self._queue: list[list] = []  # prompts still to run: [ids, first row's Slot, tokens of it in the cache]
+        self._pending_prompts: list[list[int]] = []  # the prompts begin() took, until every one has run
+        self._last_logits: list[np.ndarray] = []  # per prompt run: its last position's logits [vocab]
 
     @property
     def started(self) -> bool:
@@ -87,7 +90,13 @@ class DecodeState:
 
     def prefill(self, prompts: list[list[int]]) -> None:
         """Run the prompts (each in one row, copied to its other rows); logits for every row."""
-        if self.started:
+        self.begin(prompts)
+        self.prefill_some(None)
+
+    def begin(self, prompts: list[list[int]]) -> None:
+        """Take the prompts' rows from the cache (each prompt's first row the one holding most of it) and
+        set up the per-row arrays; prefill_some then runs them, all at once or a chunk a step."""
+        if self.started or self._queue:
             raise RuntimeError("append_tokens after generation started is not supported")
         check_prompts(prompts, self.info)
         start = time.perf_counter()
@@ -112,24 +121,56 @@ class DecodeState:
         self.live = np.ones(n, bool)  # [rows]
         if self.cache is None:
             self.cache = new_cache(self.session, n, capacity)
-        logits = []
         for prompt in prompts:
             first = self.cache.alloc(prompt)
             self.slots.append(first)
-            reused = self.cache.common_prefix(first.row, prompt)
-            logits.append(self.cache.prefill(first.row, prompt[reused:], reused)[-1])  # [vocab]
+            reused = self.cache.common_prefix(first.row, prompt)  # only the rest is run (prefix reuse)
             self.timing.reused_tokens += reused
+            self._queue.append([prompt, first, reused])
             for _ in range(self.rows_per_prompt - 1):
-                copy = self.cache.alloc()
-                self.slots.append(copy)
+                self.slots.append(self.cache.alloc())  # filled by a copy once the prompt has run
+        self._pending_prompts = prompts
+        self.timing.prefill_s += time.perf_counter() - start
+
+    @property
+    def prefilling(self) -> bool:
+        """begin() was called and some prompt tokens have not run yet."""
+        return bool(self._queue)
+
+    def prefill_some(self, budget: int | None) -> int:
+        """Run up to `budget` more prompt tokens (None: all of them), prompt after prompt, each in its
+        first row after what that row holds; returns how many ran. A prompt whose last token has run
+        is copied to its other rows; when every prompt has, the state is ready to decode."""
+        start, ran = time.perf_counter(), 0
+        while self._queue and (budget is None or ran < budget):
+            entry = self._queue[0]
+            prompt, first, done = entry
+            chunk = prompt[done:] if budget is None else prompt[done : done + budget - ran]
+            last = self.cache.prefill(first.row, chunk, done)[-1]  # [vocab]: needed only after the last chunk
+            ran += len(chunk)
+            entry[2] = done + len(chunk)
+            if entry[2] < len(prompt):
+                continue
+            self._queue.pop(0)
+            self._last_logits.append(last)
+            at = self.slots.index(first)
+            for copy in self.slots[at + 1 : at + self.rows_per_prompt]:
                 self.cache.copy_row(first.row, copy.row)
+        if not self._queue and self._pending_prompts:
+            self._ready()
+        self.timing.prefill_s += time.perf_counter() - start
+        return ran
+
+    def _ready(self) -> None:
+        """Every prompt has run: logits for every row, and generation may start."""
+        prompts, self._pending_prompts = self._pending_prompts, []
         self.prompts = prompts
         self._physical = (-1, self._physical[1])
-        self.logits = np.repeat(np.stack(logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
+        self.logits = np.repeat(np.stack(self._last_logits), self.rows_per_prompt, axis=0)  # [rows, vocab]
+        self._last_logits = []
         self.fed = np.repeat(np.array([len(p) for p in prompts], np.int64), self.rows_per_prompt)  # [rows]
         self.most_fed = self.width
-        self._all_rows = np.arange(n)  # [rows]
-        self.timing.prefill_s += time.perf_counter() - start
+        self._all_rows = np.arange(len(self.slots))  # [rows]
 
     def push(self, tokens: np.ndarray) -> None:
         """Record one chosen token per row [rows]."""

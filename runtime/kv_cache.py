@@ -77,6 +77,10 @@ class ConcatKVCache(Rows):
         self._after_decode(rows, tokens)
         return logits[:, -1].astype(np.float32)
 
+    def _after_rewind(self, row: int) -> None:
+        length = int(self.lengths[row])
+        self.past[row] = [(k[:, :, :length], v[:, :, :length]) for k, v in self.past[row]]
+
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held (beam search follows its surviving beams)."""
         past = [self.past[s] for s in src.tolist()]
@@ -171,7 +175,8 @@ class SharedKVCache(Rows):
         else:
             ordered = np.sort(rows)  # [n]
             runs = np.split(ordered, np.flatnonzero(np.diff(ordered) != 1) + 1)
-            logits = np.concatenate([self._decode_run(int(run[0]), len(run)) for run in runs])[np.searchsorted(ordered, rows)]
+            # Each run's logits are a view of the one buffer the next run writes: copy them as they come.
+            logits = np.concatenate([self._decode_run(int(run[0]), len(run)).copy() for run in runs])[np.searchsorted(ordered, rows)]
         self._after_decode(rows, tokens)
         return logits
 
@@ -190,6 +195,9 @@ class SharedKVCache(Rows):
         self.session.run_bound(self._decode)
         logits = self._decode_logits[:n, 0]  # [n, vocab]: a view, valid until the next decode writes the buffer
         return logits if logits.dtype == np.float32 else logits.astype(np.float32)  # float16 exports
+
+    def _after_rewind(self, row: int) -> None:
+        self._mask[row] = np.arange(self.capacity) < self.lengths[row]
 
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""

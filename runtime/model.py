@@ -205,12 +205,14 @@ class Model:
         config = self.config(config, **kwargs)
         return make_search(self.session, config, _rng(seed), stop_check(self.tokenizer.decode, config.stop_strings))
 
-    def engine(self, slots: int = 1, capacity: int | None = None) -> Engine:
+    def engine(self, slots: int = 1, capacity: int | None = None, step_tokens: int | None = None) -> Engine:
         """A slot engine on this model's session: `slots` rows of a KV cache (each `capacity` tokens,
         default n_positions) that requests join and leave, and that keep their prefixes for reuse.
+        `step_tokens` caps the tokens one step runs (running rows first, then prompt chunks), so a long
+        prompt is prefilled over several steps while the others decode; None: no cap.
         Pass it to generate() and stream(); drive it from one thread."""
         self.require_task(contract.TEXT_GENERATION)
-        return Engine(self.session, slots, capacity)
+        return Engine(self.session, slots, capacity, step_tokens)
 
     def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None, prompt_ids: list[list[int]] | None = None) -> Run:
         """A Run of already validated settings over prompts (or over `prompt_ids` given for them)."""

@@ -54,6 +54,21 @@ class Search:
         self.state.prefill(as_rows(ids))
         self._started()
 
+    def begin_prefill(self, prompts: list[list[int]]) -> None:
+        """append_tokens in steps (the slot engine's chunked prefill): take the rows now, then run the
+        prompts' tokens with prefill_some, a budget at a time."""
+        if self._done:
+            raise RuntimeError("this search was cancelled before it started: make a new one")
+        self.state.begin(prompts)
+
+    def prefill_some(self, budget: int) -> int:
+        """Run up to `budget` more prompt tokens; returns how many ran. Once the last has run the search
+        is set up to choose its first tokens, as after append_tokens."""
+        ran = self.state.prefill_some(budget)
+        if not self.state.prefilling:
+            self._started()
+        return ran
+
     def generate_next_token(self) -> np.ndarray:
         """Run the last step's tokens through the model, then choose the next ones (one per row)."""
         self._check_running()

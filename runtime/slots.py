@@ -89,6 +89,29 @@ class Rows:
             self.held[row].append(token)
         self.lengths[rows] += 1
 
+    def rewind(self, row: int, n: int) -> None:
+        """Drop row `row`'s last n positions (drafted tokens a verification rejected): its next token
+        runs where they were, as if they had never been fed."""
+        if not 0 <= n <= self.lengths[row]:
+            raise RuntimeError(f"KV cache row {row} holds {self.lengths[row]} tokens: can't rewind {n}")
+        self.lengths[row] -= n
+        del self.held[row][len(self.held[row]) - n :]
+        self._after_rewind(row)
+
+    def _after_rewind(self, row: int) -> None:
+        """What a layout keeps beside `lengths` follows a rewind."""
+
+    def feed(self, rows: np.ndarray, ids: list[list[int]]) -> list[np.ndarray]:
+        """ids[i] (k_i >= 1 tokens: a drafted continuation to verify) on row rows[i], after what it holds:
+        per row, logits [k_i, vocab], as one-token-at-a-time feeding gives them. One token on every row
+        is one batched decode; otherwise each row runs as a pass of its own, because onnxruntime's
+        GroupQueryAttention (1.31) refuses a batch when more than one token runs after a past
+        ("batch_size must be 1 when sequence_length > 1 and past context is given")."""
+        if all(len(row_ids) == 1 for row_ids in ids):
+            logits = self.decode(rows, np.array([row_ids[0] for row_ids in ids], np.int64))  # [n, vocab]
+            return [logits[i : i + 1].copy() for i in range(len(rows))]
+        return [self.prefill(row, row_ids, int(self.lengths[row]), last_only=False) for row, row_ids in zip(rows.tolist(), ids)]
+
     def _move_rows(self, dst: np.ndarray, src: np.ndarray) -> None:
         self.held = [list(h) for h in self.held]  # rows may share lists after a gather: copy before reassigning
         held = [self.held[s] for s in src.tolist()]

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 
 from gpt2onnx.runtime import Gpt2OnnxError, Model, load
+from gpt2onnx.runtime.engine import SERVE_STEP_TOKENS
 
 from . import errors, openapi, routes
 from .errors import ApiError
@@ -51,6 +52,7 @@ class ServeOptions:
     read_timeout: float = 10.0  # seconds a client has to send a request (--read-timeout; limits.py times the head)
     wait_for_model: bool = False  # load before taking requests, raising if it fails (Ray replicas)
     replica: str | None = None  # named in the X-Gpt2onnx-Replica header and /health (Ray replicas)
+    step_tokens: int | None = SERVE_STEP_TOKENS  # tokens one engine step runs: running rows first, then prompt chunks (None: no cap)
 
 
 class State:
@@ -65,7 +67,7 @@ class State:
     def load(self) -> None:
         """Load the model and start the scheduler; raises Gpt2OnnxError."""
         model = self.loaded if self.loaded is not None else load(self.options.model, provider=self.options.provider, threads=self.options.threads)
-        scheduler = Scheduler(model, self.options.slots, self.options.max_queue, self.metrics)
+        scheduler = Scheduler(model, self.options.slots, self.options.max_queue, self.metrics, self.options.step_tokens)
         scheduler.start()
         self.model, self.scheduler = model, scheduler
         log.info("model loaded: %s on %s, %d slots", model.folder, model.provider, self.options.slots)

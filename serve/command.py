@@ -21,6 +21,7 @@ import signal
 import socket
 from urllib.parse import urlsplit
 
+from gpt2onnx.runtime.engine import SERVE_STEP_TOKENS
 from gpt2onnx.runtime.errors import Gpt2OnnxError, ModelLoadError, UsageError
 
 from . import keys, limits, model_source
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--slots", type=int, default=4, metavar="N", help="sequences decoded together in one batch (default 4)")
     parser.add_argument("--max-queue", type=int, default=64, metavar="N", help="requests that may wait for a slot; more get 429 (default 64)")
+    parser.add_argument("--step-tokens", type=int, default=SERVE_STEP_TOKENS, metavar="N", help=f"tokens one engine step runs: a token for each running request, then prompt chunks, so a long prompt never stalls the others (default {SERVE_STEP_TOKENS}; 0: no cap)")
     parser.add_argument("--api-key", metavar="KEY", default=None, help=f"require Authorization: Bearer KEY on /v1 (default: ${API_KEY_ENV})")
     parser.add_argument("--api-key-file", metavar="PATH", default=None, help="also accept every key in PATH (one a line, # comments); SIGHUP re-reads it")
     parser.add_argument("--insecure-no-api-key", action="store_true", help="listen beyond loopback without an API key: anyone who reaches the port may use it")
@@ -83,6 +85,8 @@ def _origins(text: str | None) -> tuple[str, ...]:
 
 
 def _check(args: argparse.Namespace, api_key: str | None) -> None:
+    if args.step_tokens < 0:
+        raise UsageError(f"--step-tokens must be >= 1 (or 0 for no cap), got {args.step_tokens}")
     for name in ("slots", "max_queue"):
         value = getattr(args, name)
         if value < (1 if name == "slots" else 0):
@@ -157,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(
         folder, model_id, args.slots, args.max_queue, api_key, provider=args.provider, threads=args.threads,
         api_key_file=args.api_key_file, cors_origins=cors_origins, read_timeout=args.read_timeout,
+        step_tokens=args.step_tokens or None,
     )
     sock = _bind(args.host, args.port)
     fatal: list[str] = []

@@ -24,6 +24,7 @@ from ray import serve
 from ray.serve.deployment import Application, Deployment
 
 from gpt2onnx.runtime import load
+from gpt2onnx.runtime.engine import SERVE_STEP_TOKENS
 
 from . import model_source
 from .app import ServeOptions, create_app
@@ -40,6 +41,7 @@ class BuildArgs(BaseModel):
     model_id: str | None = None  # the id clients send as "model" (default: the folder's name)
     slots: int = Field(4, ge=1)  # requests one replica decodes together
     max_queue: int = Field(64, ge=0)  # requests Ray's proxy holds for busy replicas before 503
+    step_tokens: int = Field(SERVE_STEP_TOKENS, ge=0)  # tokens one engine step runs (0: no cap), as `gpt2onnx serve --step-tokens`
     api_key: str | None = None  # Bearer key for /v1 (default: $GPT2ONNX_API_KEY on the replica)
     provider: Literal["auto", "cpu", "cuda"] = "auto"  # onnxruntime provider (cuda: each replica asks Ray for a GPU)
     threads: int | None = Field(None, ge=1)  # onnxruntime threads (default: the replica's num_cpus)
@@ -66,6 +68,7 @@ class Gpt2OnnxReplica:
             model_id=args.model_id or model_source.model_id(args.model),
             slots=args.slots,
             max_queue=args.max_queue,
+            step_tokens=args.step_tokens or None,
             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
             provider=args.provider,
             threads=args.threads or _assigned_cpus(),

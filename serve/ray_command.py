@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, api_key: str | None, model_id: str, cors_origi
         read_defaults(model_source.resolve(args.model))
     if args.port:
         _check_port(args.host, args.port)
-    build_args = BuildArgs(model=args.model, model_id=model_id, slots=args.slots, max_queue=args.max_queue, api_key=api_key, provider=args.provider, threads=args.threads, cors_origins=cors_origins)
+    build_args = BuildArgs(model=args.model, model_id=model_id, slots=args.slots, max_queue=args.max_queue, step_tokens=args.step_tokens, api_key=api_key, provider=args.provider, threads=args.threads, cors_origins=cors_origins)
     log = logging.getLogger("gpt2onnx.serve")
     joined = args.ray_address is not None
     if not joined:  # the proxies of the instance started here load ray_proxy's middleware (a cluster sets it at `ray start`)

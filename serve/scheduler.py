@@ -78,9 +78,9 @@ class Ticket:
 class Scheduler:
     """Owns the model's slot engine and the one thread that steps it."""
 
-    def __init__(self, model: Model, slots: int, max_queue: int, metrics: Metrics):
-        self.model, self.max_queue, self.metrics = model, max_queue, metrics
-        self.engine = model.engine(slots)
+    def __init__(self, model: Model, slots: int, max_queue: int, metrics: Metrics, step_tokens: int | None = None):
+        self.model, self.max_queue, self.metrics, self.step_tokens = model, max_queue, metrics, step_tokens
+        self.engine = model.engine(slots, step_tokens=step_tokens)
         self.slots = slots
         self.in_flight = 0  # submitted and not yet done
         self.steps = 0  # engine steps run
@@ -141,7 +141,7 @@ class Scheduler:
                     for ticket in self._tickets:
                         self._finish(ticket, Failed(e))
                     self._tickets = []
-                    self.engine = self.model.engine(self.slots)
+                    self.engine = self.model.engine(self.slots, step_tokens=self.step_tokens)
             self._poll()
         for ticket in self._tickets + list(self._inbox):
             self._finish(ticket, Failed(RuntimeError("the server shut down before this request finished")))
