@@ -2,7 +2,8 @@
 
 Each field edits one DecodingSettings field (Hugging Face's GenerationConfig
 names, shown as labels); choosing a preset fills them, and editing any field
-shows "Custom".
+shows "Custom". Each box's range, step and tooltip come from the settings
+table (runtime/settings.py): the setting's desktop view and meaning.
 """
 
 from __future__ import annotations
@@ -12,22 +13,18 @@ import dataclasses
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
+from gpt2onnx.runtime.settings import SETTINGS, Setting
+
 from .settings import PRESETS, DecodingSettings, preset_of
 
 CUSTOM = "Custom"
+# The number boxes: every setting the app shows that is a number, in the table's order.
+NUMBERS = tuple(s.name for s in SETTINGS.values() if s.desktop is not None and s.type in (int, float))
 
-# field -> (label, minimum, maximum, step or decimals, tooltip)
-NUMBERS = {
-    "max_new_tokens": ("max_new_tokens", 1, 1024, 1, "tokens one completion adds at most"),
-    "temperature": ("temperature", 0.05, 3.0, 0.05, "< 1 safer, > 1 wilder"),
-    "top_k": ("top_k", 0, 1000, 1, "keep the k most likely tokens (0: all)"),
-    "top_p": ("top_p", 0.05, 1.0, 0.01, "keep the most likely tokens holding this much probability"),
-    "min_p": ("min_p", 0.0, 1.0, 0.01, "drop tokens less than this fraction as likely as the best (0: off)"),
-    "repetition_penalty": ("repetition_penalty", 0.5, 3.0, 0.05, "> 1 discourages tokens already in the text"),
-    "no_repeat_ngram_size": ("no_repeat_ngram_size", 0, 10, 1, "no n-gram of this size appears twice (0: off)"),
-    "num_beams": ("num_beams", 1, 8, 1, "beam search when > 1 (no sampling; the best beam streams in when it is done)"),
-    "seed": ("seed", -1, 2**31 - 1, 1, "sampling seed; -1 picks a new one each time"),
-}
+
+def tooltip(setting: Setting) -> str:
+    """The setting's meaning, and what the app does differently (its view's hint)."""
+    return f"{setting.meaning} ({setting.desktop.hint})" if setting.desktop.hint else setting.meaning
 
 
 class DecodingPanel(QWidget):
@@ -44,23 +41,25 @@ class DecodingPanel(QWidget):
         self.preset.currentTextChanged.connect(self._preset_chosen)
         form.addRow("Preset", self.preset)
         self.do_sample = QCheckBox("do_sample")
-        self.do_sample.setToolTip("sample (else greedy, or beam search with num_beams > 1)")
+        self.do_sample.setToolTip(tooltip(SETTINGS["do_sample"]))
         self.do_sample.toggled.connect(self._edited)
         form.addRow("", self.do_sample)
         self.fields: dict[str, QSpinBox | QDoubleSpinBox] = {}
-        for name, (label, low, high, step, tip) in NUMBERS.items():
-            box = QSpinBox() if isinstance(step, int) and isinstance(low, int) else QDoubleSpinBox()
-            box.setRange(low, high)
-            box.setSingleStep(step)
+        for name in NUMBERS:
+            setting = SETTINGS[name]
+            low, high, _, _ = setting.bounds("desktop")  # closed: the table's desktop views say so (SPIN_BOX)
+            box = QSpinBox() if setting.type is int else QDoubleSpinBox()
             if isinstance(box, QDoubleSpinBox):
-                box.setDecimals(2)
-            box.setToolTip(tip)
+                box.setDecimals(2)  # before the range: Qt rounds the range to the decimals
+            box.setRange(low, high)
+            box.setSingleStep(setting.desktop.step)
+            box.setToolTip(tooltip(setting))
             box.valueChanged.connect(self._edited)
             self.fields[name] = box
-            form.addRow(label, box)
+            form.addRow(name, box)
         self.stop_strings = QLineEdit()
         self.stop_strings.setPlaceholderText("e.g. \\n\\n|THE END")
-        self.stop_strings.setToolTip("stop before any of these; separate several with |; \\n is a line break")
+        self.stop_strings.setToolTip(tooltip(SETTINGS["stop_strings"]))
         self.stop_strings.textChanged.connect(self._edited)
         form.addRow("stop_strings", self.stop_strings)
         self.set_settings(settings)

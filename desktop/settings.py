@@ -1,7 +1,10 @@
 """The app's decoding settings and presets, and their QSettings round trip.
 
 Names are Hugging Face's GenerationConfig names, so what the panel shows is
-what `model.generate(**settings)` would take. Nothing here knows about widgets.
+what `model.generate(**settings)` would take. Each field's meaning, range,
+default and step are its setting's desktop view in the settings table
+(runtime/settings.py), where the app's differences are explained. Nothing
+here knows about widgets.
 """
 
 from __future__ import annotations
@@ -11,22 +14,29 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QSettings
 
+from gpt2onnx.runtime.settings import SETTINGS
+
+
+def _default(name: str):
+    return SETTINGS[name].default_for("desktop")
+
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """What a writer can set; each field is the GenerationConfig setting of that name."""
+    """What a writer can set; each field is the setting of that name (the defaults are the
+    Balanced sampling preset)."""
 
-    max_new_tokens: int = 40  # tokens one completion adds at most
-    do_sample: bool = True  # sample (else greedy, or beam search with num_beams > 1)
-    temperature: float = 0.8  # < 1 safer, > 1 wilder
-    top_k: int = 0  # keep the k most likely tokens; 0 keeps all
-    top_p: float = 0.9  # keep the most likely tokens holding this much probability
-    min_p: float = 0.0  # drop tokens less than this fraction as likely as the best; 0 keeps all
-    repetition_penalty: float = 1.1  # > 1 discourages tokens already in the text
-    no_repeat_ngram_size: int = 0  # no n-gram of this size twice; 0 allows repeats
-    num_beams: int = 1  # beam search when > 1 (no sampling)
-    seed: int = -1  # sampling seed; -1 picks a new one each time
-    stop_strings: str = ""  # stop before any of these; separate several with "|"
+    max_new_tokens: int = _default("max_new_tokens")
+    do_sample: bool = _default("do_sample")  # with num_beams > 1: beam sampling
+    temperature: float = _default("temperature")
+    top_k: int = _default("top_k")
+    top_p: float = _default("top_p")
+    min_p: float = _default("min_p")  # 0: off (GenerationConfig's None)
+    repetition_penalty: float = _default("repetition_penalty")
+    no_repeat_ngram_size: int = _default("no_repeat_ngram_size")
+    num_beams: int = _default("num_beams")
+    seed: int = _default("seed")  # -1: a new one each time
+    stop_strings: str = _default("stop_strings")  # the strings joined by "|"
 
     def generation_kwargs(self) -> dict:
         """Keyword arguments for Model.config(): HF names, with 'off' values left out."""

@@ -4,6 +4,10 @@ the `gpt2onnx` command (gpt2onnx.cli) builds its parser with.
 Only argparse and the runtime: the umbrella command adds `export` and `desktop`,
 so importing this never loads the exporter or Qt.
 
+`generate`'s setting flags, their help (meaning, range, default) and the one
+default of its own (--max-new-tokens 50) are made from the settings table
+(runtime/settings.py); GenerationConfig checks the values against that table.
+
 Text must be UTF-8: a prompt, stop string or bad word whose bytes are not
 (on the command line, or on standard input with `-`) is refused with the
 offset of the first bad byte, rather than run as text with U+FFFD in it.
@@ -19,6 +23,7 @@ import warnings
 
 from .errors import UsageError
 from .providers import PROVIDERS, ProviderFallbackWarning
+from .settings import SETTINGS, UNSET, Setting
 from .tokenizer import check_unicode
 
 
@@ -39,33 +44,53 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-def _early_stopping(value: str):
-    choices = {"true": True, "false": False, "never": "never"}
-    if value.lower() not in choices:
-        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from true, false, never)")
-    return choices[value.lower()]
+def _choice(setting: Setting):
+    """A flag's value as one of a setting's choices, read case-insensitively (early_stopping: true, false, never)."""
+    choices = {str(c).lower(): c for c in setting.choices}
+
+    def parse(value: str):
+        if value.lower() not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(choices)})")
+        return choices[value.lower()]
+
+    return parse
 
 
-# Flag -> (GenerationConfig field, type, help): Hugging Face's names turned into flags.
-GENERATION_FLAGS = {
-    "--max-new-tokens": ("max_new_tokens", int, "new tokens at most (default 50)"),
-    "--min-new-tokens": ("min_new_tokens", int, "no eos before this many new tokens"),
-    "--temperature": ("temperature", float, "divide the scores before sampling (< 1 is sharper)"),
-    "--top-k": ("top_k", int, "sample from the k most likely tokens (0: no limit)"),
-    "--top-p": ("top_p", float, "sample from the most likely tokens holding this much probability"),
-    "--min-p": ("min_p", float, "drop tokens less likely than this fraction of the top one"),
-    "--typical-p": ("typical_p", float, "locally typical sampling: the mass to keep"),
-    "--repetition-penalty": ("repetition_penalty", float, "> 1 discourages tokens already in the text"),
-    "--presence-penalty": ("presence_penalty", float, "OpenAI's: subtracted once from each token generated so far"),
-    "--frequency-penalty": ("frequency_penalty", float, "OpenAI's: subtracted per time a token was generated"),
-    "--no-repeat-ngram-size": ("no_repeat_ngram_size", int, "never repeat an n-gram of this size"),
-    "--num-beams": ("num_beams", int, "beam search with this many beams"),
-    "--length-penalty": ("length_penalty", float, "beam score = sum of logprobs / length ** this"),
-    "--early-stopping": ("early_stopping", _early_stopping, "when beam search stops: true, false or never"),
-    "--num-return-sequences": ("num_return_sequences", int, "sequences per prompt"),
-    "--logprobs": ("logprobs", int, "give each token's log-probability and the N most likely alternatives"),
-}
-DEFAULT_MAX_NEW_TOKENS = 50
+# The settings the `generate` command has flags for, in the table's order: Hugging Face's names with dashes.
+CLI_SETTINGS = tuple(setting for setting in SETTINGS.values() if setting.cli is not None)
+
+
+def _help(setting: Setting) -> str:
+    """The flag's help from the table: meaning, the front end's hint, range and default."""
+    parts = [setting.meaning]
+    if setting.cli.hint:
+        parts.append(setting.cli.hint)
+    if setting.low is not None and setting.type in (int, float):
+        parts.append(setting.describe("cli"))
+    default = setting.default_for("cli")
+    if setting.cli.default is not UNSET:
+        parts.append(f"default {default}")
+    elif default not in (None, ()):
+        parts.append(f"default: the model's, else {str(default).lower() if isinstance(default, bool) else default}")
+    return "; ".join(parts).replace("%", "%%")  # argparse %-formats help
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """One flag for a setting, made from its row of the table. Bounds are checked by
+    GenerationConfig (one message, from the same table), not by argparse."""
+    flag, text = setting.flag(), _help(setting)
+    if setting.type is bool and setting.choices == (True, False):
+        parser.add_argument(flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    elif setting.choices and all(isinstance(c, str) for c in setting.choices):
+        parser.add_argument(flag, dest=setting.name, choices=setting.choices, default=None, help=text)
+    elif setting.choices:
+        metavar = "{" + ",".join(str(c).lower() for c in setting.choices) + "}"
+        parser.add_argument(flag, dest=setting.name, type=_choice(setting), default=None, metavar=metavar, help=text)
+    elif setting.type is tuple:  # texts, repeatable: stop strings, bad words
+        parser.add_argument(flag, dest=setting.name, action="append", default=[], metavar="TEXT", help=text)
+    else:  # unset (None) takes the model's default, unless the table gives the command its own (max_new_tokens 50)
+        default = None if setting.cli.default is UNSET else setting.cli.default
+        parser.add_argument(flag, dest=setting.name, type=setting.type, default=default, metavar="N" if setting.type is int else "F", help=text)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, json_help: str = "print one JSON object instead of text") -> None:
@@ -90,24 +115,9 @@ def _add_generate_parser(subparsers) -> None:
     )
     parser.add_argument("prompts", nargs="+", metavar="PROMPT", help="text to complete; '-' reads standard input")
     _add_model_arguments(parser)
-    parser.add_argument(
-        "--do-sample",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="sample instead of greedy or beam search; --no-do-sample forces greedy when the model's defaults sample",
-    )
-    for flag, (field, kind, text) in GENERATION_FLAGS.items():
-        parser.add_argument(flag, dest=field, type=kind, metavar="N", help=text)
-    parser.add_argument("--bad-words", action="append", default=[], metavar="TEXT", help="never generate this text (repeatable)")
-    parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop where the text contains this (repeatable)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N", help="seed for sampling: the same seed gives the same text")
-    parser.add_argument(
-        "--context-overflow",
-        choices=("stop", "slide"),
-        default=None,
-        help="when the context is full: stop (default), or slide: keep its last 3/4 and go on (the model forgets the start)",
-    )
-    parser.set_defaults(run=_run_generate, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+    for setting in CLI_SETTINGS:
+        _add_setting_flag(parser, setting)
+    parser.set_defaults(run=_run_generate)
 
 
 def _add_score_parser(subparsers) -> None:
@@ -207,14 +217,12 @@ def _sequence_json(sequence, tokenizer) -> dict:
 def _run_generate(args: argparse.Namespace) -> int:
     from .model import read_defaults
 
-    settings = {field: getattr(args, field) for field, *_ in GENERATION_FLAGS.values() if getattr(args, field) is not None}
-    if args.do_sample is not None:
-        settings["do_sample"] = args.do_sample
-    if args.context_overflow is not None:
-        settings["context_overflow"] = args.context_overflow
-    if args.stop:
-        settings["stop_strings"] = tuple(_argument_text(s, "--stop") for s in args.stop)
-    bad_words = [_argument_text(w, "--bad-words") for w in args.bad_words]
+    # The flags given (None: not given); --stop and --bad-words take text, read below, and --seed is no config field.
+    texts = ("stop_strings", "bad_words_ids")
+    settings = {s.name: getattr(args, s.name) for s in CLI_SETTINGS if s.config and s.name not in texts and getattr(args, s.name) is not None}
+    if args.stop_strings:
+        settings["stop_strings"] = tuple(_argument_text(s, "--stop") for s in args.stop_strings)
+    bad_words = [_argument_text(w, "--bad-words") for w in args.bad_words_ids]
     # The flags over the model's own defaults (its generation_config.json, not Hugging Face's:
     # --num-return-sequences 3 is fine on a model that samples), checked before the slow load.
     config = read_defaults(args.model).update(**settings)

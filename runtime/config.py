@@ -1,6 +1,8 @@
 """GenerationConfig: decoding settings with Hugging Face's names, meanings and defaults.
 
-A model's generation_config.json gives its defaults; call arguments override
+Each field's type, bounds, default and meaning are defined once, in
+runtime/settings.py (SETTINGS); the checks here use them. A model's
+generation_config.json gives its defaults; call arguments override
 them, as in `transformers.GenerationConfig` and `model.generate(**kwargs)`.
 Three settings are not Hugging Face's: `presence_penalty` and
 `frequency_penalty` (OpenAI's and llama.cpp's), and `logprobs`.
@@ -16,51 +18,53 @@ import math
 from dataclasses import dataclass
 
 from .errors import UsageError, short
+from .settings import SETTINGS
 from .tokenizer import check_unicode
 
-EARLY_STOPPING = (True, False, "never")
-CONTEXT_OVERFLOW = ("stop", "slide")
+
+def _default(name: str):
+    return SETTINGS[name].default
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode. Field names, meanings and defaults are Hugging Face's unless noted."""
+    """How to decode. Each field's meaning, bounds and default (Hugging Face's unless noted)
+    are its Setting in runtime/settings.py."""
 
     # Length
-    max_length: int = 20  # prompt + new tokens; used only when max_new_tokens is None
-    max_new_tokens: int | None = None  # new tokens to make at most; overrides max_length
-    min_length: int = 0  # eos is banned while prompt + new tokens are fewer
-    min_new_tokens: int | None = None  # eos is banned while fewer new tokens were made
-    stop_strings: tuple[str, ...] = ()  # stop when the text contains one; the text is cut just before it
+    max_length: int = _default("max_length")
+    max_new_tokens: int | None = _default("max_new_tokens")
+    min_length: int = _default("min_length")
+    min_new_tokens: int | None = _default("min_new_tokens")
+    stop_strings: tuple[str, ...] = _default("stop_strings")  # a list (JSON's array) or one string becomes a tuple
     # Strategy
-    do_sample: bool = False  # sample from the distribution instead of choosing the most likely token
-    num_beams: int = 1  # beams for beam search; 1 means no beam search
-    num_return_sequences: int = 1  # sequences returned per prompt (<= num_beams for beam search)
+    do_sample: bool = _default("do_sample")
+    num_beams: int = _default("num_beams")
+    num_return_sequences: int = _default("num_return_sequences")
     # Beam search
-    length_penalty: float = 1.0  # beam scores are sum(logprobs) / length ** length_penalty
-    early_stopping: bool | str = False  # True: stop at num_beams finished; False: heuristic; "never": canonical
+    length_penalty: float = _default("length_penalty")
+    early_stopping: bool | str = _default("early_stopping")
     # Sampling warpers (used only with do_sample; with beams too: beam sampling)
-    temperature: float = 1.0  # divides the scores: < 1 sharper, > 1 flatter
-    top_k: int = 50  # keep the k most likely tokens; 0 disables
-    top_p: float = 1.0  # keep the most likely tokens holding this much probability
-    min_p: float | None = None  # keep tokens at least this fraction as likely as the top one
-    typical_p: float = 1.0  # keep the most typical tokens holding this much probability
+    temperature: float = _default("temperature")
+    top_k: int = _default("top_k")
+    top_p: float = _default("top_p")
+    min_p: float | None = _default("min_p")
+    typical_p: float = _default("typical_p")
     # Logits processors (greedy, sampling and beams)
-    repetition_penalty: float = 1.0  # > 1 discourages every token already in the text
-    presence_penalty: float = 0.0  # (OpenAI) subtracted once from each token generated so far
-    frequency_penalty: float = 0.0  # (OpenAI) subtracted per time a token was generated so far
-    no_repeat_ngram_size: int = 0  # no n-gram of this size appears twice; 0 disables
-    bad_words_ids: tuple[tuple[int, ...], ...] | None = None  # token sequences that must never be generated
-    sequence_bias: tuple[tuple[tuple[int, ...], float], ...] | None = None  # (ids, bias): added to the last id's score when the text ends with the rest
+    repetition_penalty: float = _default("repetition_penalty")
+    presence_penalty: float = _default("presence_penalty")  # OpenAI's
+    frequency_penalty: float = _default("frequency_penalty")  # OpenAI's
+    no_repeat_ngram_size: int = _default("no_repeat_ngram_size")
+    bad_words_ids: tuple[tuple[int, ...], ...] | None = _default("bad_words_ids")
+    sequence_bias: tuple[tuple[tuple[int, ...], float], ...] | None = _default("sequence_bias")  # (ids, bias) pairs
     # Special tokens
-    eos_token_id: int | tuple[int, ...] | None = None  # generation stops after any of these
-    pad_token_id: int | None = None  # fills finished rows of a batch; eos when unset
-    bos_token_id: int | None = None  # the prompt for an empty prompt
+    eos_token_id: int | tuple[int, ...] | None = _default("eos_token_id")
+    pad_token_id: int | None = _default("pad_token_id")
+    bos_token_id: int | None = _default("bos_token_id")
     # Output (gpt2onnx)
-    logprobs: int | None = None  # report each token's log-probability and this many top alternatives
-    # Context (gpt2onnx): when prompt + new tokens fill n_positions, "stop" (finish_reason "context"),
-    # or "slide": keep the last 3/4 of the context, run it again as a new prompt and go on
-    context_overflow: str = "stop"
+    logprobs: int | None = _default("logprobs")
+    # Context (gpt2onnx): "slide" keeps the last 3/4 of the context, runs it again as a new prompt and goes on
+    context_overflow: str = _default("context_overflow")
 
     def __post_init__(self) -> None:
         # Lists (JSON's arrays) become tuples, so a config is hashable and can't change.
@@ -82,48 +86,21 @@ class GenerationConfig:
         self._validate()
 
     def _validate(self) -> None:
-        def integer(name: str, minimum: int, allow_none: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UsageError(f"{name} must be an integer >= {minimum}, got {short(value)}")
-
-        def number(name: str, low: float, high: float, low_open: bool = False, allow_none: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            try:
-                ok = ok and math.isfinite(value)
-            except OverflowError:  # an int too big for a float: 10**400 is not a setting
-                ok = False
-            ok = ok and (value > low if low_open else value >= low) and value <= high
-            if not ok:
-                bracket = "(" if low_open else "["
-                raise UsageError(f"{name} must be in {bracket}{low:g}, {high:g}], got {short(value)}")
-
-        integer("max_length", 1)
-        integer("max_new_tokens", 0, allow_none=True)
-        integer("min_length", 0)
-        integer("min_new_tokens", 0, allow_none=True)
-        integer("num_beams", 1)
-        integer("num_return_sequences", 1)
-        integer("top_k", 0)
-        integer("no_repeat_ngram_size", 0)
-        integer("logprobs", 0, allow_none=True)
-        number("temperature", 0, math.inf, low_open=True)
-        number("top_p", 0, 1, low_open=True)
-        number("min_p", 0, 1, allow_none=True)
-        number("typical_p", 0, 1, low_open=True)
-        number("repetition_penalty", 0, math.inf, low_open=True)
-        number("presence_penalty", -2, 2)
-        number("frequency_penalty", -2, 2)
-        number("length_penalty", -math.inf, math.inf)
-        if not isinstance(self.early_stopping, (bool, str)) or self.early_stopping not in EARLY_STOPPING:
-            raise UsageError(f"early_stopping must be True, False or 'never', got {short(self.early_stopping)}")
-        if not isinstance(self.do_sample, bool):
-            raise UsageError(f"do_sample must be True or False, got {short(self.do_sample)}")
+        # Numbers and choices by the table's bounds (integers first, as always); the rest below.
+        config = [s for s in SETTINGS.values() if s.config]
+        for setting in [s for s in config if s.type is int] + [s for s in config if s.type is float]:
+            value = getattr(self, setting.name)
+            if value is None and setting.optional:
+                continue
+            kind = int if setting.type is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not setting.allows(value):
+                raise UsageError(f"{setting.name} must be {setting.describe()}, got {short(value)}")
+        for setting in config:
+            value = getattr(self, setting.name)
+            # Exactly one of the values: 1 == True, but 1 is not a do_sample
+            if setting.choices and not any(type(value) is type(c) and value == c for c in setting.choices):
+                names = [repr(c) for c in setting.choices]
+                raise UsageError(f"{setting.name} must be {', '.join(names[:-1])} or {names[-1]}, got {short(value)}")
 
         def token_id(name: str) -> None:
             value = getattr(self, name)
@@ -153,8 +130,6 @@ class GenerationConfig:
             raise UsageError("num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy search gives one sequence")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
-        if self.context_overflow not in CONTEXT_OVERFLOW:
-            raise UsageError(f"context_overflow must be 'stop' or 'slide', got {short(self.context_overflow)}")
         if self.num_beams > 1 and self.context_overflow == "slide":
             raise UsageError("context_overflow='slide' is not supported with beam search: use num_beams=1")
 

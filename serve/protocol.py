@@ -8,10 +8,16 @@ CLI does, except `max_tokens` when the model sets no `max_new_tokens`: OpenAI's
 has no cap; vLLM does the same). Unknown fields are refused (400), so a typo is
 never silently ignored; what each request may ask for is bounded (MAX_*), so
 no request can cost the others more than its share.
+
+Every setting's bounds come from the settings table (runtime/settings.py), the
+server's narrower ones included, each with its reason there; so does the
+mapping from OpenAI's fields to Hugging Face's settings, which settings() and
+choices() carry out.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -19,11 +25,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StringConstraints
 
 from gpt2onnx.runtime import GenerationConfig, UsageError
+from gpt2onnx.runtime.settings import SETTINGS
 
 OPENAI_MAX_TOKENS = 16  # OpenAI's default max_tokens for completions
-MAX_LOGPROBS = 20  # top alternatives per token at most (OpenAI: 5 for completions, 20 for chat)
 # What one request may ask for at most: each bounds work or memory that other requests would pay for.
-MAX_TOKENS = 1 << 16  # new tokens per sequence (with context_overflow "slide" a sequence runs past the context)
+MAX_LOGPROBS = SETTINGS["logprobs"].serve.high  # top alternatives per token
+MAX_TOKENS = SETTINGS["max_new_tokens"].serve.high  # new tokens per sequence
 MAX_STOPS, MAX_STOP_CHARS = 16, 256  # stop strings, and characters in each (OpenAI allows 4)
 MAX_BIASES = 1024  # logit_bias entries
 MAX_LONG_BANS, MAX_BAN_IDS = 256, 32  # bad_words_ids of more than one token, and ids in any one
@@ -31,6 +38,17 @@ MAX_LONG_BANS, MAX_BAN_IDS = 256, 32  # bad_words_ids of more than one token, an
 Float = Annotated[float, Strict()]  # a JSON number: true, "1" and the like are refused, not read as 1
 Stop = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 Ids = Annotated[list[StrictInt], Field(min_length=1)]  # token ids: 7.0 is refused too (a float is never quietly an id)
+
+
+def bounds(name: str) -> dict:
+    """pydantic's ge/gt/le/lt for a setting, as the table states it for the server (an infinite end: no bound)."""
+    low, high, low_open, high_open = SETTINGS[name].bounds("serve")
+    out = {}
+    if low is not None and low != -math.inf:
+        out["gt" if low_open else "ge"] = low
+    if high is not None and high != math.inf:
+        out["lt" if high_open else "le"] = high
+    return out
 
 
 class Strict_(BaseModel):
@@ -47,28 +65,28 @@ class Sampling(Strict_):
     """Fields both endpoints share: OpenAI's, then Hugging Face's extras."""
 
     model: str | None = None  # the served model's id (see GET /v1/models); left out: that model
-    temperature: Float | None = Field(None, ge=0, le=2)  # 0: greedy search
-    top_p: Float | None = Field(None, gt=0, le=1)
-    n: StrictInt = Field(1, ge=1, le=16)
+    temperature: Float | None = Field(None, **bounds("temperature"))  # 0: greedy search
+    top_p: Float | None = Field(None, **bounds("top_p"))
+    n: StrictInt = Field(SETTINGS["num_return_sequences"].default, **bounds("num_return_sequences"))
     stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
-    seed: StrictInt | None = Field(None, ge=0, lt=1 << 64)
-    presence_penalty: Float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: Float | None = Field(None, ge=-2, le=2)
-    logit_bias: dict[str, Float] | None = Field(None, max_length=MAX_BIASES)  # token id (as a string) -> bias in [-100, 100]
+    seed: StrictInt | None = Field(None, **bounds("seed"))
+    presence_penalty: Float | None = Field(None, **bounds("presence_penalty"))
+    frequency_penalty: Float | None = Field(None, **bounds("frequency_penalty"))
+    logit_bias: dict[str, Float] | None = Field(None, max_length=MAX_BIASES)  # token id (as a string) -> bias (checked in check_request)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = None  # accepted and ignored
     # Hugging Face's names for the settings OpenAI lacks
-    top_k: StrictInt | None = Field(None, ge=0)
-    min_p: Float | None = Field(None, ge=0, le=1)
-    typical_p: Float | None = Field(None, gt=0, le=1)
-    repetition_penalty: Float | None = Field(None, gt=0)
-    no_repeat_ngram_size: StrictInt | None = Field(None, ge=0)
+    top_k: StrictInt | None = Field(None, **bounds("top_k"))
+    min_p: Float | None = Field(None, **bounds("min_p"))
+    typical_p: Float | None = Field(None, **bounds("typical_p"))
+    repetition_penalty: Float | None = Field(None, **bounds("repetition_penalty"))
+    no_repeat_ngram_size: StrictInt | None = Field(None, **bounds("no_repeat_ngram_size"))
     bad_words_ids: list[Ids] | None = None
-    min_new_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
+    min_new_tokens: StrictInt | None = Field(None, **bounds("min_new_tokens"))
     do_sample: StrictBool | None = None
-    num_beams: StrictInt | None = Field(None, ge=1, le=16)
-    length_penalty: Float | None = None
+    num_beams: StrictInt | None = Field(None, **bounds("num_beams"))
+    length_penalty: Float | None = Field(None, **bounds("length_penalty"))
     early_stopping: StrictBool | Literal["never"] | None = None
     context_overflow: Literal["stop", "slide"] | None = None
 
@@ -77,8 +95,8 @@ class CompletionRequest(Sampling):
     """POST /v1/completions."""
 
     prompt: str | Annotated[list[str], Field(min_length=1)] | Ids | Annotated[list[Ids], Field(min_length=1)]
-    max_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
-    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_LOGPROBS)  # top alternatives per token
+    max_tokens: StrictInt | None = Field(None, **bounds("max_new_tokens"))
+    logprobs: StrictInt | None = Field(None, **bounds("logprobs"))  # top alternatives per token
     echo: StrictBool = False  # the prompt comes back before the completion (with its logprobs)
     best_of: StrictInt | None = Field(None, ge=1)  # only best_of == n: gpt2onnx keeps every sequence it makes
     suffix: str | None = None  # refused unless empty: GPT-2 does no insertion
@@ -114,10 +132,10 @@ class ChatRequest(Sampling):
     parallel_tool_calls without tools, response_format {"type": "text"}."""
 
     messages: list[Message] = Field(min_length=1)
-    max_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
-    max_completion_tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)  # OpenAI's newer name for max_tokens
+    max_tokens: StrictInt | None = Field(None, **bounds("max_new_tokens"))
+    max_completion_tokens: StrictInt | None = Field(None, **bounds("max_new_tokens"))  # OpenAI's newer name for max_tokens
     logprobs: StrictBool = False
-    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    top_logprobs: StrictInt | None = Field(None, **bounds("logprobs"))
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: StrictBool | None = None
@@ -142,8 +160,8 @@ def check_request(body: Sampling) -> None:
         for key, value in body.logit_bias.items():
             if not re.fullmatch(r"[0-9]{1,9}", key):  # int() would also read " 10", "+10" and "١٠" as 10
                 raise UsageError(f"logit_bias keys must be token ids written in ASCII digits, got {key!r}")
-            if not -100 <= value <= 100:
-                raise UsageError(f"logit_bias values must be in [-100, 100], got {value!r}")
+            if not SETTINGS["sequence_bias"].allows(value, "serve"):
+                raise UsageError(f"logit_bias values must be {SETTINGS['sequence_bias'].describe('serve')}, got {value!r}")
     longer = [seq for seq in body.bad_words_ids or () if len(seq) > 1]
     if len(longer) > MAX_LONG_BANS or any(len(seq) > MAX_BAN_IDS for seq in longer):
         raise UsageError(f"bad_words_ids may hold at most {MAX_LONG_BANS} sequences of more than one token, each of at most {MAX_BAN_IDS} ids")
@@ -174,17 +192,20 @@ class Job:
     echo_logprobs: int | None  # with echo and logprobs: top alternatives of each prompt token
 
 
+# The settings a request sets under their own (Hugging Face's) names, copied as they are. The rest are
+# OpenAI's fields (or temperature, whose 0 means greedy): the table says how each maps, settings() does it.
+AS_IS = tuple(s.name for s in SETTINGS.values() if s.serve is not None and s.config and s.field() == s.name and not s.serve.maps)
+
+
 def settings(request: Sampling, defaults: GenerationConfig, max_tokens: int | None, logprobs: int | None, stops: tuple[str, ...] = (), default_max_tokens: int = OPENAI_MAX_TOKENS) -> dict:
     """The GenerationConfig changes a request asks for, over the model's defaults; `default_max_tokens`
-    when neither the request nor the model sets a length."""
+    when neither the request nor the model sets a length. `max_tokens` and `logprobs` are the
+    request's, as its endpoint reads them (chat: max_completion_tokens, top_logprobs)."""
     changes: dict = {}
-    for name in ("top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p", "typical_p", "repetition_penalty",
-                 "no_repeat_ngram_size", "min_new_tokens", "do_sample", "num_beams", "length_penalty", "early_stopping", "context_overflow"):
+    for name in AS_IS:
         value = getattr(request, name)
         if value is not None:
             changes[name] = value
-    if request.bad_words_ids is not None:
-        changes["bad_words_ids"] = request.bad_words_ids
     if request.temperature is not None:
         if request.temperature == 0:  # OpenAI clients mean greedy by it
             changes["do_sample"] = False
