@@ -148,6 +148,8 @@ class BeamSearch(Search):
         logp = raw = warpers.log_softmax(self.state.logits.astype(np.float32))  # [batch * beams, vocab]
         if self._processors:  # (they return new arrays: raw stays the model's own distribution)
             logp = processors.apply(self._processors, logp, self._history())
+        if self.constraints is not None:  # each beam's state masks its own row
+            logp = self.constraints.apply(logp)
         if self.config.do_sample:  # HF keeps at least 1 + n_eos tokens per beam
             logp = warpers.warp(logp, self.config, min_tokens_to_keep=max(2, 1 + len(self._eos)))
         total = (logp.reshape(batch, beams, vocab) + self._running_scores[:, :, None]).reshape(batch, beams * vocab)
@@ -181,6 +183,9 @@ class BeamSearch(Search):
         rows = (np.arange(batch)[:, None] * beams + source_beam).reshape(-1)  # [batch * beams]
         state = self.state
         state.cache.reorder(state.physical_rows(np.arange(batch * beams)), state.physical_rows(rows))
+        if self.constraints is not None:  # the states follow their beams, then take the beams' new tokens
+            self.constraints.reorder(rows)
+            self.constraints.accept(self._running[:, :, cur].reshape(-1))
         self._cur_len = cur = cur + 1
         self._update_can_improve()
         early = self.config.early_stopping

@@ -1,7 +1,8 @@
 """The decode state every search shares: its rows in a KV cache, the tokens so
 far, positions, the token budget and the timing.
 
-A search asks it to prefill prompts, to feed the tokens it chose, and to give a
+A search asks it to prefill prompts (begin, then prefill_some: all at once, or a
+chunk a step in the slot engine), to feed the tokens it chose, and to give a
 row back when that row is finished; it never runs the session itself. Each
 prompt is run once, in a row that may already hold a prefix of it (prefix
 reuse), and copied to the prompt's other rows (num_return_sequences, beams).
@@ -87,11 +88,6 @@ class DecodeState:
     def attach(self, cache: KVCache) -> None:
         """Run in the slot engine's cache instead of a cache of its own."""
         self.cache = cache
-
-    def prefill(self, prompts: list[list[int]]) -> None:
-        """Run the prompts (each in one row, copied to its other rows); logits for every row."""
-        self.begin(prompts)
-        self.prefill_some(None)
 
     def begin(self, prompts: list[list[int]]) -> None:
         """Take the prompts' rows from the cache (each prompt's first row the one holding most of it) and

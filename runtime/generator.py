@@ -64,6 +64,8 @@ class Generator(Search):
     def _choose(self, logits: np.ndarray) -> np.ndarray:
         """Processors, then (when sampling) warpers and a draw: logits [rows, vocab] -> ids [rows]."""
         scores = processors.apply(self._processors, logits, self._history) if self._processors else logits
+        if self.constraints is not None:
+            scores = self.constraints.apply(scores, self.running)
         if not self.config.do_sample:
             return sampling.greedy(scores)
         return sampling.sample_rows(warpers.warp_rows(scores, self.config), self.rng)
@@ -87,6 +89,8 @@ class Generator(Search):
         if self.config.logprobs is not None:
             self._record_logprobs(tokens, running)
         state.push(tokens)
+        if self.constraints is not None:
+            self.constraints.accept(tokens, running)
         self._update_finished(tokens, running)
         if self._running_rows == state.rows and not self._slide_due:
             state.schedule()

@@ -29,7 +29,9 @@ from .manifest import inside, model_info, read_json, read_manifest, verify_files
 from .run import Completion, Run
 from .results import TokenLogprobs
 from .scoring import Score
-from .search import Search, make_search
+from .constraints import ConstraintFactory
+from .search import Search
+from .searches import make_search
 from .session import DecoderSession
 from .stops import stop_check
 from .tokenizer import Tokenizer
@@ -198,12 +200,13 @@ class Model:
         check_against_model(config, self.info)
         return config
 
-    def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, **kwargs) -> Search:
+    def generator(self, config: GenerationConfig | None = None, *, seed: int | None = None, constraint: ConstraintFactory | None = None, **kwargs) -> Search:
         """A search with the step API (append_tokens, generate_next_token, is_done, results) on this
-        model's session: beam search when num_beams > 1, else greedy search or sampling."""
+        model's session: beam search when num_beams > 1, else greedy search or sampling. `constraint`
+        makes a per-row state that masks each choice and follows the row's tokens (constraints.py)."""
         self.require_task(contract.TEXT_GENERATION)
         config = self.config(config, **kwargs)
-        return make_search(self.session, config, _rng(seed), stop_check(self.tokenizer.decode, config.stop_strings))
+        return make_search(self.session, config, _rng(seed), stop_check(self.tokenizer.decode, config.stop_strings), constraint)
 
     def engine(self, slots: int = 1, capacity: int | None = None, step_tokens: int | None = None) -> Engine:
         """A slot engine on this model's session: `slots` rows of a KV cache (each `capacity` tokens,
@@ -214,11 +217,12 @@ class Model:
         self.require_task(contract.TEXT_GENERATION)
         return Engine(self.session, slots, capacity, step_tokens)
 
-    def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None, prompt_ids: list[list[int]] | None = None) -> Run:
+    def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None,
+            prompt_ids: list[list[int]] | None = None, constraint: ConstraintFactory | None = None) -> Run:
         """A Run of already validated settings over prompts (or over `prompt_ids` given for them)."""
         self.require_task(contract.TEXT_GENERATION)
         ids = prompt_ids if prompt_ids is not None else [self.encode_prompt(p) for p in prompts]
-        return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts)
+        return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts, constraint=constraint)
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> CompletionStream:
         """Text deltas of the completion of `prompt`, yielded as they are made (one sequence)."""
@@ -229,13 +233,14 @@ class Model:
         return CompletionStream(self.run([prompt], config, seed=seed, engine=engine))
 
     @overload
-    def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> Completion: ...
+    def generate(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, constraint: ConstraintFactory | None = None, **kwargs) -> Completion: ...
     @overload
-    def generate(self, prompt: list[str], config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> list[Completion]: ...
+    def generate(self, prompt: list[str], config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, constraint: ConstraintFactory | None = None, **kwargs) -> list[Completion]: ...
 
-    def generate(self, prompt, config=None, *, seed=None, engine=None, **kwargs):
+    def generate(self, prompt, config=None, *, seed=None, engine=None, constraint=None, **kwargs):
         """Complete a prompt (-> Completion) or a batch of prompts (-> list of Completion, run as one
-        batch). `seed` makes sampling reproducible; `engine` runs it in a slot engine (prefix reuse)."""
+        batch). `seed` makes sampling reproducible; `engine` runs it in a slot engine (prefix reuse);
+        `constraint` makes each row's constraint state (constraints.py)."""
         self.require_task(contract.TEXT_GENERATION)
         iterable = hasattr(prompt, "__iter__") and not isinstance(prompt, (str, bytes, bytearray))
         prompts = list(prompt) if iterable else [prompt]
@@ -243,7 +248,7 @@ class Model:
             raise UsageError("no prompts given")
         if not all(isinstance(p, str) for p in prompts):
             raise UsageError(f"a prompt must be a str or a list of str, got {type(next(p for p in prompts if not isinstance(p, str))).__name__}")
-        run = self.run(prompts, self.config(config, **kwargs), seed=seed, engine=engine)
+        run = self.run(prompts, self.config(config, **kwargs), seed=seed, engine=engine, constraint=constraint)
         for _ in run.deltas():
             pass
         completions = run.completions()

@@ -20,7 +20,8 @@ from .config import GenerationConfig
 from .detokenizer import StreamDecoder
 from .engine import Engine
 from .results import CANCELLED, SequenceResult, Timing, TokenLogprobs
-from .search import make_search
+from .constraints import ConstraintFactory
+from .searches import make_search
 from .session import DecoderSession
 from .stops import StopMatcher, stop_check
 from .tokenizer import Tokenizer
@@ -103,13 +104,14 @@ class Run:
         *,
         engine: Engine | None = None,
         prompts: list[str] | None = None,
+        constraint: ConstraintFactory | None = None,
     ):
         """Runs alone, or in `engine` beside other requests (then the prefill happens at its first
         step). `prompts` are the texts the ids came from, for the results."""
         self.tokenizer, self.config, self.engine = tokenizer, config, engine
         self.prompt_ids = prompt_ids
         self.prompts = prompts if prompts is not None else [tokenizer.decode(ids) for ids in prompt_ids]
-        self.search = make_search(session, config, rng, stop_check(tokenizer.decode, config.stop_strings))
+        self.search = make_search(session, config, rng, stop_check(tokenizer.decode, config.stop_strings), constraint)
         n = config.num_return_sequences
         self._rows = [_Row(tokenizer, config.stop_strings, prompt_ids[row // n]) for row in range(len(prompt_ids) * n)]
         self._cancel = threading.Event()

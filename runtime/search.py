@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .config import GenerationConfig
+from .constraints import ConstraintFactory, RowConstraints
 from .decode_state import DecodeState, as_rows
 from .results import SequenceResult, TokenLogprobs
 from .session import DecoderSession
@@ -42,6 +43,8 @@ class Search:
         self.state = DecodeState(session, config, rows_per_prompt)
         self._done = False  # set when the search has finished (or was cancelled)
         self.error: Exception | None = None  # why the search failed (fail()); its caller re-raises it
+        self.constraint: ConstraintFactory | None = None  # makes each row's constraint state (constraints.py)
+        self.constraints: RowConstraints | None = None  # that state, once the rows exist
 
     @property
     def timing(self):
@@ -49,10 +52,8 @@ class Search:
 
     def append_tokens(self, ids) -> None:
         """Run the prompts through the model: one list of ids per prompt (or one flat list)."""
-        if self._done:
-            raise RuntimeError("this search was cancelled before it started: make a new one")
-        self.state.prefill(as_rows(ids))
-        self._started()
+        self.begin_prefill(as_rows(ids))
+        self.prefill_some(None)
 
     def begin_prefill(self, prompts: list[list[int]]) -> None:
         """append_tokens in steps (the slot engine's chunked prefill): take the rows now, then run the
@@ -61,11 +62,13 @@ class Search:
             raise RuntimeError("this search was cancelled before it started: make a new one")
         self.state.begin(prompts)
 
-    def prefill_some(self, budget: int) -> int:
+    def prefill_some(self, budget: int | None) -> int:
         """Run up to `budget` more prompt tokens; returns how many ran. Once the last has run the search
         is set up to choose its first tokens, as after append_tokens."""
         ran = self.state.prefill_some(budget)
         if not self.state.prefilling:
+            if self.constraint is not None:
+                self.constraints = RowConstraints(self.constraint, self.state.rows)
             self._started()
         return ran
 
@@ -132,14 +135,3 @@ class Search:
 
     def _cancelled(self) -> None:
         """Mark what cancel() leaves behind."""
-
-
-def make_search(session: DecoderSession, config: GenerationConfig, rng: np.random.Generator | None = None, stop: StopCheck | None = None) -> Search:
-    """The search a config asks for: beam search (or beam sampling) when num_beams > 1, else greedy
-    search or sampling. `stop` lets beam search end a beam whose text contains a stop string."""
-    from .beam_search import BeamSearch
-    from .generator import Generator
-
-    if config.num_beams > 1:
-        return BeamSearch(session, config, rng, stop)
-    return Generator(session, config, rng, stop)
