@@ -54,7 +54,7 @@ def add(app: FastAPI, state, guarded: list) -> None:
                 log = responses.CompletionLogprobs(model.tokenizer.token_text)
                 if body.echo:
                     _add_prompt(log, prompts[i // (group * repeat)], prompt_logprobs[i // group] if prompt_logprobs else None)
-                for record in _records(sequence):
+                for record in _shown(sequence.logprobs, job.config.eos_token_ids):
                     log.add(record.token_id, record)
                 logprobs = log.take()
             out.append({"text": echo_texts[i] + sequence.text, "index": i, "logprobs": logprobs, "finish_reason": responses.FINISH[sequence.finish_reason]})
@@ -79,7 +79,7 @@ def add(app: FastAPI, state, guarded: list) -> None:
         done, _ = await _wait(ticket, request)
         out = []
         for i, sequence in enumerate(done.sequences):
-            logprobs = responses.chat_logprobs(model.tokenizer, _records(sequence)) if body.logprobs else None
+            logprobs = responses.chat_logprobs(model.tokenizer, _shown(sequence.logprobs, job.config.eos_token_ids)) if body.logprobs else None
             message = {"role": "assistant", "content": chat.answer(sequence.text)}
             out.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": responses.FINISH[sequence.finish_reason]})
         result = responses.envelope("chat.completion", request_id, state.options.model_id, out)
@@ -183,16 +183,22 @@ def _api_error(error: Exception) -> ApiError:
     return ApiError(500, f"generation failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", "server_error")
 
 
-def _records(sequence) -> list:
-    """A sequence's token records, without the eos that ended it (its text is empty)."""
-    records = sequence.logprobs or []
-    return records[:-1] if sequence.finish_reason == "eos" and records else records
+def _shown(records, eos: tuple[int, ...]) -> list:
+    """The token records a response lists: all but the eos that ended a sequence (it has no text).
+    The one rule for plain and streamed responses."""
+    return [r for r in records or () if r.token_id not in eos]
 
 
 def _add_prompt(log, ids: list[int], records) -> None:
     log.add(ids[0], None)  # the first token has nothing before it
     for token, record in zip(ids[1:], records or [None] * (len(ids) - 1)):
         log.add(token, record)
+
+
+def _failure(event: Failed) -> str:
+    """A failed request's last server-sent event: OpenAI's error object."""
+    e = _api_error(event.error)
+    return _data(errors.body(e.status, e.message, e.kind, e.param, e.code))
 
 
 def _sse(events) -> StreamingResponse:
@@ -204,18 +210,14 @@ def _data(payload: dict) -> str:
 
 
 async def _events(ticket: Ticket):
-    """The ticket's events until it is done; cancels it if the stream is dropped."""
+    """The ticket's scheduler events until it is done (Done) or failed (Failed, last); cancels it if
+    the stream is dropped."""
     finished = False
     try:
         while True:
             event = await ticket.events.get()
-            if isinstance(event, Failed):
-                finished = True
-                e = _api_error(event.error)
-                yield errors.body(e.status, e.message, e.kind, e.param, e.code)
-                return
             yield event
-            if isinstance(event, Done):
+            if isinstance(event, (Done, Failed)):
                 finished = True
                 return
     finally:
@@ -233,8 +235,8 @@ async def _stream_completion(state, ticket, body: CompletionRequest, request_id,
 
     echoed = False
     async for event in _events(ticket):
-        if isinstance(event, dict):
-            yield _data(event)
+        if isinstance(event, Failed):
+            yield _failure(event)
             return
         if body.echo and not echoed:
             echoed = True
@@ -247,9 +249,8 @@ async def _stream_completion(state, ticket, body: CompletionRequest, request_id,
                 continue
         if isinstance(event, Tokens):
             for delta in event.deltas:
-                for record in delta.logprobs or []:
-                    if logs and record.token_id not in ticket.job.config.eos_token_ids:
-                        logs[delta.row].add(record.token_id, record)
+                for record in _shown(delta.logprobs, ticket.job.config.eos_token_ids) if logs else ():
+                    logs[delta.row].add(record.token_id, record)
                 yield chunk(delta.row, delta.text)
         elif isinstance(event, Done):
             for i, sequence in enumerate(event.sequences):
@@ -273,13 +274,12 @@ async def _stream_chat(state, ticket, body: ChatRequest, request_id, model):
     for i in range(rows):
         yield chunk(i, {"role": "assistant", "content": ""})
     async for event in _events(ticket):
-        if isinstance(event, dict):
-            yield _data(event)
+        if isinstance(event, Failed):
+            yield _failure(event)
             return
         if isinstance(event, Tokens):
             for delta in event.deltas:
-                records = [r for r in delta.logprobs or [] if r.token_id not in eos]
-                logprobs = responses.chat_logprobs(model.tokenizer, records) if body.logprobs else None
+                logprobs = responses.chat_logprobs(model.tokenizer, _shown(delta.logprobs, eos)) if body.logprobs else None
                 yield chunk(delta.row, {"content": answers[delta.row].feed(delta.text)}, None, logprobs)
         elif isinstance(event, Done):
             for i, sequence in enumerate(event.sequences):
