@@ -94,8 +94,7 @@ class DecodeState:
         set up the per-row arrays; prefill_some then runs them, all at once or a chunk a step."""
         if self.started or self._queue:
             raise RuntimeError("append_tokens after generation started is not supported")
-        check_prompts(prompts, self.info)
-        start = time.perf_counter()
+        start = time.perf_counter()  # the prompts were checked once, by whoever took them in (check_prompts)
         self.width = max(map(len, prompts))
         self.budget = self.config.new_token_budget(self.width)
         n, n_positions = self.rows_needed(prompts), self.info.n_positions

@@ -64,11 +64,13 @@ class Engine:
     def slots(self) -> int:
         return self.cache.slots
 
-    def submit(self, search: Search, prompts: list[list[int]]) -> None:
-        """Queue a search; it is admitted (prefilled) at a step when enough slots are free."""
+    def submit(self, search: Search, prompts: list[list[int]], checked: bool = False) -> None:
+        """Queue a search; it is admitted (prefilled) at a step when enough slots are free. `checked`:
+        the caller already checked the prompts (a server does, before it answers 400)."""
         if search.state.started:
             raise RuntimeError("submit a search before its append_tokens")
-        check_prompts(prompts, self.session.info)  # bad input fails here, for its sender, not in a step
+        if not checked:
+            check_prompts(prompts, self.session.info)  # bad input fails here, for its sender, not in a step
         needed = search.state.rows_needed(prompts)
         if needed > self.slots:
             raise UsageError(f"this request needs {needed} slots (prompts x sequences or beams) but the engine has {self.slots}")

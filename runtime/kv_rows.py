@@ -12,6 +12,7 @@ work): the runtime has no onnx package to build one.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,13 @@ class RowMover:
         binding.bind_cpu_input("src", flat_src)
         binding.bind_cpu_input("dst", flat_dst)
         self._session.run_with_iobinding(binding)
+
+
+@lru_cache(maxsize=None)
+def mover(dtype_name: str, providers: tuple[str, ...], threads: int | None) -> RowMover:
+    """The RowMover for a cache element type on these providers, made once per process: most
+    runs never move a row on the device, and a beam search per request must not build a session each."""
+    return RowMover(np.dtype(dtype_name), list(providers), threads)
 
 
 def move_host(host: np.ndarray, dst: np.ndarray, src: np.ndarray, used: int) -> None:

@@ -218,11 +218,12 @@ class Model:
         return Engine(self.session, slots, capacity, step_tokens)
 
     def run(self, prompts: list[str], config: GenerationConfig, *, seed: int | None = None, engine: Engine | None = None,
-            prompt_ids: list[list[int]] | None = None, constraint: ConstraintFactory | None = None) -> Run:
-        """A Run of already validated settings over prompts (or over `prompt_ids` given for them)."""
+            prompt_ids: list[list[int]] | None = None, constraint: ConstraintFactory | None = None, checked: bool = False) -> Run:
+        """A Run of already validated settings over prompts (or over `prompt_ids` given for them;
+        `checked`: check_prompts already passed them, as a server checks before it queues)."""
         self.require_task(contract.TEXT_GENERATION)
         ids = prompt_ids if prompt_ids is not None else [self.encode_prompt(p) for p in prompts]
-        return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts, constraint=constraint)
+        return Run(self.session, self.tokenizer, ids, config, _rng(seed), engine=engine, prompts=prompts, constraint=constraint, checked=checked)
 
     def stream(self, prompt: str, config: GenerationConfig | None = None, *, seed: int | None = None, engine: Engine | None = None, **kwargs) -> CompletionStream:
         """Text deltas of the completion of `prompt`, yielded as they are made (one sequence)."""

@@ -105,6 +105,7 @@ class Run:
         engine: Engine | None = None,
         prompts: list[str] | None = None,
         constraint: ConstraintFactory | None = None,
+        checked: bool = False,
     ):
         """Runs alone, or in `engine` beside other requests (then the prefill happens at its first
         step). `prompts` are the texts the ids came from, for the results."""
@@ -118,7 +119,7 @@ class Run:
         self._cancel_sent = False  # the engine was asked to cancel the search
         self.finished = False  # the search is done and every delta was given out
         if engine is not None:
-            engine.submit(self.search, prompt_ids)
+            engine.submit(self.search, prompt_ids, checked)
         else:
             self.search.append_tokens(prompt_ids)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import GenerationConfig
 from .constraints import ConstraintFactory, RowConstraints
-from .decode_state import DecodeState, as_rows
+from .decode_state import DecodeState, as_rows, check_prompts
 from .results import SequenceResult, TokenLogprobs
 from .session import DecoderSession
 
@@ -52,12 +52,14 @@ class Search:
 
     def append_tokens(self, ids) -> None:
         """Run the prompts through the model: one list of ids per prompt (or one flat list)."""
-        self.begin_prefill(as_rows(ids))
+        prompts = as_rows(ids)
+        check_prompts(prompts, self.state.info)
+        self.begin_prefill(prompts)
         self.prefill_some(None)
 
     def begin_prefill(self, prompts: list[list[int]]) -> None:
-        """append_tokens in steps (the slot engine's chunked prefill): take the rows now, then run the
-        prompts' tokens with prefill_some, a budget at a time."""
+        """append_tokens in steps (the slot engine's chunked prefill, for prompts it checked): take the
+        rows now, then run the prompts' tokens with prefill_some, a budget at a time."""
         if self._done:
             raise RuntimeError("this search was cancelled before it started: make a new one")
         self.state.begin(prompts)

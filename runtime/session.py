@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from . import contract, kv_rows, providers
+from . import contract, providers
 from .errors import ModelLoadError
 from .manifest import ModelInfo
 
@@ -90,8 +90,7 @@ class DecoderSession:
         self._output_names = contract.output_names(info.n_layer)
         self.run_seconds = 0.0  # time spent inside onnxruntime's run, summed over every call (benchmarks read it)
         self.runs = 0  # calls to onnxruntime's run
-        self._threads = threads
-        self._row_mover: kv_rows.RowMover | None = None  # moves KV rows on the device (kv_rows.py)
+        self.threads = threads  # onnxruntime's intra-op threads (None: its default)
 
     def _check_signature(self) -> None:
         signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype)
@@ -141,15 +140,10 @@ class DecoderSession:
         host.fill(0)
         return ort.OrtValue.ortvalue_from_numpy(host), host
 
-    def move_rows(self, block: ort.OrtValue, host: np.ndarray | None, dst: np.ndarray, src: np.ndarray, used: int) -> None:
-        """Slots dst[i] of a kv_block hold what slots src[i] held, in place (beam reorders, slot moves);
-        `used`: how many positions of the source rows are filled. On the device it stays on the device."""
-        if host is not None:
-            kv_rows.move_host(host, dst, src, used)
-            return
-        if self._row_mover is None:  # made on first use: most runs never move a row
-            self._row_mover = kv_rows.RowMover(self.kv_dtype, self._session.get_providers(), self._threads)
-        self._row_mover.move(block, self.device, dst, src)
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session runs on, in onnxruntime's order of preference."""
+        return self._session.get_providers()
 
     def run_bound(self, binding: ort.IOBinding) -> None:
         """Run the graph on a binding; outputs land where the binding says."""

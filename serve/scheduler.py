@@ -158,7 +158,8 @@ class Scheduler:
             if job.config.max_new_tokens == 0:  # only the prompt's logprobs were asked for
                 self._finish(ticket, Done([SequenceResult([], "", "length") for _ in range(len(job.prompt_ids) * job.config.num_return_sequences)]))
                 return
-            ticket.run = self.model.run([""] * len(job.prompt_ids), job.config, seed=job.seed, engine=self.engine, prompt_ids=job.prompt_ids)
+            # The route checked the prompts before queueing (a 400 then, not a failed stream): once is enough.
+            ticket.run = self.model.run([""] * len(job.prompt_ids), job.config, seed=job.seed, engine=self.engine, prompt_ids=job.prompt_ids, checked=True)
             if ticket.cancelled.is_set():
                 ticket.run.cancel()
             self._tickets.append(ticket)
