@@ -201,9 +201,8 @@ class SharedKVCache(Rows):
 
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
-        used = int(self.lengths[src].max(initial=0))
-        if self._host is not None:  # numpy, in place, the filled positions only
-            kv_rows.move_host(self._host, dst, src, used)
+        if self._host is not None:  # numpy, in place, each source's filled positions only
+            kv_rows.move_host(self._host, dst, src, self.lengths[src])
         else:  # on the device, by the row-moving graph: no key or value crosses to the host
             kv_rows.mover(self.session.kv_dtype.name, tuple(self.session.providers), self.session.threads).move(self.block, self.session.device, dst, src)
         self._move_rows(dst, src)

@@ -63,9 +63,16 @@ def mover(dtype_name: str, providers: tuple[str, ...], threads: int | None) -> R
     return RowMover(np.dtype(dtype_name), list(providers), threads)
 
 
-def move_host(host: np.ndarray, dst: np.ndarray, src: np.ndarray, used: int) -> None:
-    """host[:, dst[i], :, :used] = host[:, src[i], :, :used] for a block [planes, slots, n_head, capacity, head_dim]
-    in host memory; the fancy-indexed source is copied first, so overlapping moves are safe."""
+def move_host(host: np.ndarray, dst: np.ndarray, src: np.ndarray, used) -> None:
+    """host[:, dst[i], :, :used[i]] = host[:, src[i], :, :used[i]] for a block [planes, slots, n_head, capacity,
+    head_dim] in host memory; `used`: each source's filled positions (or one number for all). Only filled
+    positions move, and only a source that another move overwrites is saved first: a slot swap of a long
+    row with an empty one copies the long row once, with no temporary (a 900-token gpt2 row is 66 MB,
+    and a fresh temporary of it cost page faults for hundreds of milliseconds)."""
+    used = np.broadcast_to(np.asarray(used, np.int64), np.shape(src))
     changed = dst != src
-    if changed.any():
-        host[:, dst[changed], :, :used] = host[:, src[changed], :, :used]
+    moves = [(int(d), int(s), int(n)) for d, s, n in zip(dst[changed], src[changed], used[changed]) if n]
+    written = {d for d, _, _ in moves}
+    saved = {s: host[:, s, :, :n].copy() for _, s, n in moves if s in written}  # [planes, n_head, n, head_dim]
+    for d, s, n in moves:
+        host[:, d, :, :n] = saved[s] if s in saved else host[:, s, :, :n]
