@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test default-model screenshot
+.PHONY: demo test test-fast default-model screenshot
 
 # The runtime alone: numpy, tokenizers, onnxruntime.
 $(BIN)/.installed-runtime: pyproject.toml
@@ -26,6 +26,12 @@ demo: $(BIN)/.installed-runtime
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# The fast tier: every test not marked slow (the `slow` marker in pyproject.toml): the runtime,
+# export, CLI, server, desktop, Ray configs and the benchmarks' smoke runs on the shared small
+# exports: about 2 minutes on 2 cores (3 at most). `make test` (and CI) still runs everything.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow"
 
 # Re-train the shipped default model (about 45 minutes on 2 cores; see training/).
 default-model: $(BIN)/.installed

@@ -16,6 +16,7 @@ import pytest
 from gpt2onnx.export.optimize import GraphPlan
 from gpt2onnx.export.pipeline import ExportReport, export_model
 from gpt2onnx.export.random_model import GPT2_SMALL, make_random_gpt1, make_random_gpt2
+from gpt2onnx.runtime import load
 
 # Three shapes: a plain one, an odd head layout (head_dim 16 from n_embd=80, n_head=5)
 # with a short context, and a deeper narrow one with a very short context.
@@ -56,6 +57,13 @@ def exports(tmp_path_factory) -> dict[str, Exported]:
 @pytest.fixture(scope="session", params=list(SHAPES))
 def exported(request, exports) -> Exported:
     return exports[request.param]
+
+
+@pytest.fixture(scope="module")
+def models(exports) -> dict:
+    """Each shape's export loaded on the CPU: name -> Model. Per module, so no module sees another's
+    use of a model (tests/test_classify.py overrides it, with its own classifier `exports`)."""
+    return {name: load(e.onnx_dir, provider="cpu") for name, e in exports.items()}
 
 
 @pytest.fixture(scope="session")

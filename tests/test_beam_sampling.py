@@ -25,7 +25,6 @@ import torch
 from scipy import stats
 from transformers import AutoTokenizer
 
-from gpt2onnx.runtime import load
 from gpt2onnx.runtime.beam_search import _draw
 
 from test_decoding import assert_same_ids, hf_generate
@@ -39,11 +38,6 @@ BIG = 1e9  # transformers' "-1e9": the score of a beam that does not exist
 @pytest.fixture(scope="module")
 def peaked(tmp_path_factory) -> Peaked:
     return Peaked(tmp_path_factory.mktemp("peaked"))
-
-
-@pytest.fixture(scope="module")
-def models(exports):
-    return {name: load(e.onnx_dir, provider="cpu") for name, e in exports.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -123,6 +117,7 @@ def first_steps(peaked):
     return pairs, exact, np.array(ours), np.array(theirs), logp
 
 
+@pytest.mark.slow  # 1,500 runs each side, and the first_steps fixture (~8 s)
 def test_first_step_candidates_match_transformers(first_steps):
     pairs, exact, ours, theirs, _ = first_steps
     assert exact.sum() == pytest.approx(1.0)
@@ -143,6 +138,7 @@ def test_first_step_candidates_match_transformers(first_steps):
     assert p_ours > ALPHA and p_theirs > ALPHA and p_two > ALPHA
 
 
+@pytest.mark.slow  # the first_steps fixture (1,500 runs each side)
 def test_first_step_chi_square_rejects_sorting_the_candidates(first_steps):
     # Power check: had the K=4 candidates been sorted by score before the first num_beams
     # finish (the returned pair then being the best two of four draws), the test above must
@@ -154,6 +150,7 @@ def test_first_step_chi_square_rejects_sorting_the_candidates(first_steps):
     assert p_value < ALPHA
 
 
+@pytest.mark.slow  # the first_steps fixture (1,500 runs each side)
 def test_first_step_scores_are_the_warped_logprobs(peaked, first_steps):
     # A finished beam's score is its token's score after log_softmax and the warpers (top_k
     # leaves the kept log-probabilities as they are), divided by length 1: transformers'
@@ -284,6 +281,7 @@ def test_seeded_beam_sampling_is_reproducible(models):
 STOP_CASES = [("odd_heads", 1.0), ("odd_heads", 0.0), ("deep_short", 1.0), ("deep_short", 0.0), ("peaked", 1.0)]
 
 
+@pytest.mark.slow  # transformers' beam search with stop strings, 5 cases, and the peaked model (~10 s)
 @pytest.mark.parametrize("name,length_penalty", STOP_CASES, ids=lambda v: str(v))
 def test_stop_strings_end_beams_as_transformers_does(exports, models, peaked, name, length_penalty):
     model, checkpoint = (peaked.model, peaked.checkpoint) if name == "peaked" else (models[name], exports[name].checkpoint)

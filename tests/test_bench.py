@@ -44,6 +44,7 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # every contender of speed.py --quick in its own process (~40 s)
 def test_quick_benchmark_measures_every_contender(quick_report):
     report = quick_report
     expected = set(OURS + PEERS)
@@ -64,6 +65,7 @@ def test_quick_benchmark_measures_every_contender(quick_report):
         assert positive(report["weights"][name]["read_bytes_per_token"])
 
 
+@pytest.mark.slow  # the same --quick run (its module fixture)
 def test_quick_benchmark_reports_ratios_and_targets(quick_report):
     report = quick_report
     assert positive(report["bandwidth"]["read_gbs"])

@@ -18,6 +18,9 @@ from gpt2onnx.export.pipeline import export_model
 from gpt2onnx.export.random_model import make_random_gpt2
 from gpt2onnx.runtime import load
 
+# Slow tier (pytest -m slow): every option is an export of its own, compared with transformers (~70 s).
+pytestmark = pytest.mark.slow
+
 SHAPE = dict(n_layer=2, n_head=4, n_embd=64, n_positions=256, initializer_range=0.2, perturb=0.1)
 
 # option -> (GPT2Config settings, the graph the export keeps: "gqa" or "optimum")

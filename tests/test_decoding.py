@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2onnx.runtime import load
 from gpt2onnx.runtime.warpers import log_softmax
 
 from conftest import torch_model
 
 PROMPTS = ["Hello, my dog is cute and", "The meaning of life is", "In 1492, Columbus sailed"]
-
-
-@pytest.fixture(scope="module")
-def models(exports):
-    return {name: load(e.onnx_dir, provider="cpu") for name, e in exports.items()}
 
 
 def hf_generate(checkpoint, ids: list[int], **kwargs):
@@ -58,6 +52,7 @@ BEAM_SETTINGS = [
 ]
 
 
+@pytest.mark.slow  # 6 settings x 3 shapes x 2 prompts x 2 eos against transformers (~65 s)
 @pytest.mark.parametrize("settings", BEAM_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
 def test_beam_search_matches_transformers(exported, models, settings):
     model = models[exported.name]
@@ -142,6 +137,7 @@ def test_presence_and_frequency_penalties_follow_openai(models):
         assert token == int(np.argmax(logits - 0.5 * (counts > 0) - 1.5 * counts))
 
 
+@pytest.mark.slow  # batches and their prompts alone against transformers (~24 s)
 @pytest.mark.parametrize("settings", [dict(), dict(num_beams=3), dict(repetition_penalty=1.4, no_repeat_ngram_size=3)], ids=str)
 def test_a_batch_equals_each_prompt_alone_and_transformers(exported, models, settings):
     model = models[exported.name]

@@ -98,6 +98,7 @@ def test_a_tampered_copy_fails_the_manifest_check(tmp_path):
         load(copy, provider="cpu")
 
 
+@pytest.mark.slow  # held-out perplexity of the shipped model (~16 s)
 def test_beats_the_unigram_baseline_on_heldout_cookies(model, record, training):
     texts = heldout_texts(training)
     assert len(texts) == record["evaluation"]["heldout_documents"]
@@ -112,6 +113,7 @@ def test_beats_the_unigram_baseline_on_heldout_cookies(model, record, training):
     assert perplexity < unigram / 4
 
 
+@pytest.mark.slow  # six CLI runs of 60 tokens (~4 s)
 def test_generate_without_model_writes_english_from_the_shipped_model():
     outs = [
         cli_json("generate", "--json", "--provider", "cpu", "--max-new-tokens", "60", "--seed", str(seed), "Once upon a time")

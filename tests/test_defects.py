@@ -16,16 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpt2onnx.runtime import BeamSearch, Generator, UsageError, load
+from gpt2onnx.runtime import BeamSearch, Generator, UsageError
 from gpt2onnx.runtime.kv_cache import new_cache
 
 PROMPT = "In 1492, Columbus sailed"
 BIG = 1e9  # HF's "-1e9": the score of a hypothesis that does not exist
-
-
-@pytest.fixture(scope="module")
-def models(exports):
-    return {name: load(e.onnx_dir, provider="cpu") for name, e in exports.items()}
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from gpt2onnx.runtime import UsageError, load
+from gpt2onnx.runtime import UsageError
 from gpt2onnx.runtime.kv_cache import SharedKVCache
 
 from conftest import hf_greedy
@@ -31,11 +31,6 @@ from conftest import hf_greedy
 # log-probability, compared with its alone run: that value depends on every position the row holds.
 NO_REPEAT = dict(no_repeat_ngram_size=1)
 LOGPROB_ATOL = 1e-4  # a batch may round differently from a run alone; wrong keys/values move these far more
-
-
-@pytest.fixture(scope="module")
-def models(exports):
-    return {name: load(e.onnx_dir, provider="cpu") for name, e in exports.items()}
 
 
 def assert_same_sequences(got, want, name: str = "") -> None:

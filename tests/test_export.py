@@ -39,6 +39,7 @@ def partials(out):
     return list(out.parent.glob(f".{out.name}.partial-*"))
 
 
+@pytest.mark.slow  # an export in a subprocess (~10 s)
 def test_cli_export_then_generate_matches_transformers(small_checkpoint, tmp_path):
     out = tmp_path / "onnx"
     report = cli_json("export", str(small_checkpoint), str(out), "--json")
@@ -94,6 +95,7 @@ def test_tied_embedding_is_stored_once(exported):
     assert exported.report.files["model.onnx"] < 1.05 * (exported.checkpoint / "model.safetensors").stat().st_size
 
 
+@pytest.mark.slow  # exports in subprocesses (~10 s)
 def test_refuses_a_non_empty_output_unless_forced(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -138,6 +140,7 @@ def test_hub_id_offline_fails_fast(tmp_path, env):
     assert_one_line_error(result, 2, "can't be downloaded from the Hugging Face hub")
 
 
+@pytest.mark.slow  # an export in a subprocess (~10 s)
 def test_validation_failure_writes_nothing(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     result = run_cli("export", str(small_checkpoint), str(out), "--atol", "1e-12")
@@ -165,6 +168,7 @@ def _start_and_wait_for_partial(checkpoint, out) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow  # an export in a subprocess, killed (~7 s)
 def test_sigterm_cleans_up(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     process = _start_and_wait_for_partial(small_checkpoint, out)
@@ -174,6 +178,7 @@ def test_sigterm_cleans_up(small_checkpoint, tmp_path):
     assert not out.exists() and not partials(out)
 
 
+@pytest.mark.slow  # two exports in subprocesses (~15 s)
 def test_sigkill_leaves_no_model_and_the_next_export_succeeds(small_checkpoint, tmp_path):
     out = tmp_path / "out"
     process = _start_and_wait_for_partial(small_checkpoint, out)
@@ -222,6 +227,7 @@ def test_force_interrupted_between_its_two_renames_puts_the_old_model_back(tmp_p
     assert label(out) == "old" and not olds(out)
 
 
+@pytest.mark.slow  # two exports in subprocesses (~10 s)
 def test_a_kill_between_the_renames_is_undone_by_the_next_export(small_checkpoint, tmp_path):
     # What SIGKILL between the renames leaves: no OUTPUT_DIR, the old model set aside, the new one still partial.
     out, pid = tmp_path / "out", dead_pid()
@@ -244,6 +250,7 @@ def test_a_kill_after_the_renames_leaves_the_new_model(tmp_path):
     assert label(out) == "new" and not olds(out)
 
 
+@pytest.mark.slow  # two exports in subprocesses, one on a pty (~20 s)
 def test_progress_on_a_terminal_and_clean_output_in_a_pipeline(small_checkpoint, tmp_path):
     primary, secondary = pty.openpty()
     process = subprocess.Popen([CLI, "export", str(small_checkpoint), str(tmp_path / "tty")], stdout=subprocess.PIPE, stderr=secondary)

@@ -100,6 +100,7 @@ def test_the_default_graph_is_fused_and_fusing_never_needs_the_weight_matrices(e
     assert lean.SerializeToString() == optimize.fuse(whole, config).SerializeToString()
 
 
+@pytest.mark.slow  # three exports of the peaked model (~20 s)
 def test_int8_and_float16_variants_agree_with_float32(peaked):
     checkpoint, root, reports = peaked
     models = {w: load(root / w, provider="cpu") for w in reports}
@@ -125,6 +126,7 @@ def test_int8_and_float16_variants_agree_with_float32(peaked):
         assert got["int8"][0] == want[0]
 
 
+@pytest.mark.slow  # two exports (~13 s)
 def test_optimum_graph_on_request_and_for_checkpoints_the_fast_one_cant_express(tmp_path):
     checkpoint = make_random_gpt2(tmp_path / "odd", n_layer=2, n_head=3, n_embd=36, n_positions=64, seed=5, perturb=0.1)  # head_dim 12
     report = export_model(str(checkpoint), tmp_path / "kept")

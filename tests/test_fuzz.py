@@ -136,6 +136,7 @@ def short_model(exports) -> str:
     return str(exports["deep_short"].onnx_dir)
 
 
+@pytest.mark.slow  # 120 examples, each loads the model afresh (~12 s)
 @settings(FUZZ, max_examples=120)
 @given(argv=generate_argv(), stdin=st.binary(max_size=12) | st.sampled_from([b"", "héllo 🙂".encode()]))
 @example(argv=["--", "", "--json", "--bad-words"], stdin=b"")  # three prompts, no --json: plain text out
@@ -329,6 +330,7 @@ def pristine(exports, tmp_path_factory) -> Path:
     return shutil.copytree(exports["deep_short"].onnx_dir, tmp_path_factory.mktemp("fuzz") / "pristine")
 
 
+@pytest.mark.slow  # 100 broken folders, each loaded (~23 s)
 @settings(FUZZ, max_examples=100)
 @given(data=st.data(), target=st.sampled_from(JSON_FILES), manifest_follows=st.sampled_from([True, True, True, False]), verify=st.booleans())
 def test_a_folder_with_broken_json_loads_or_is_refused_in_one_line(pristine, data, target, manifest_follows, verify):

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -21,6 +23,7 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # the whole CPU rehearsal: exports, measurements, two servers (~40 s)
 def test_the_cpu_rehearsal_measures_every_contender_and_writes_the_report(tmp_path):
     command = [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--quick", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)

@@ -24,6 +24,9 @@ from gpt2onnx.export.pipeline import export_model
 from gpt2onnx.export.rebuild import rebuild_checkpoint
 from gpt2onnx.runtime import DEFAULT_MODEL, UsageError, load
 
+# Slow tier (pytest -m slow): the module fixture rebuilds the shipped checkpoint and exports it (~20 s), perplexity runs take a minute.
+pytestmark = pytest.mark.slow
+
 PROMPTS = ("Once upon a time", "The secret of happiness is", "Q: What is the answer?\nA:")
 NEAR_TIE = 0.5  # nats
 

@@ -78,6 +78,7 @@ def test_the_graph_keeps_int8_keys_and_values_with_per_channel_scales(kv8):
     assert np.abs(host[0].astype(np.int16)).max() > 60  # keys use the int8 range (calibrated scales, not saturating at 0)
 
 
+@pytest.mark.slow  # exports the shipped model twice, held-out perplexity (~55 s)
 def test_on_trained_weights_greedy_beams_scores_and_perplexity_match_float32(trained):
     checkpoint, folder, report = trained
     v = report.validation

@@ -11,9 +11,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from gpt2onnx.runtime import load
 from gpt2onnx.runtime.decode_state import SLIDE_KEEP
+
+# Slow tier (pytest -m slow): long generations by design (3,000 and 20,000 tokens).
+pytestmark = pytest.mark.slow
 
 
 def rss_bytes() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from gpt2onnx.runtime import load
@@ -14,6 +15,7 @@ PROMPTS = ["Hello, my dog is cute and", "The meaning of life is", "In 1492, Colu
 LOGIT_ATOL = 1e-4
 
 
+@pytest.mark.slow  # a CLI process per shape (~10 s)
 def test_cli_greedy_ids_equal_transformers(exported):
     out = cli_json("generate", "--model", str(exported.onnx_dir), "--max-new-tokens", "24", "--json", *PROMPTS)
     model = load(exported.onnx_dir, provider="cpu")
@@ -43,6 +45,7 @@ def test_cached_step_logits_match_pytorch_teacher_forced(exported):
     assert diff < LOGIT_ATOL
 
 
+@pytest.mark.slow  # exports and runs the real 124M shape (~50 s)
 def test_gpt2_small_shape_greedy_and_logits(gpt2_small):
     model = load(gpt2_small.onnx_dir, provider="cpu")
     for prompt in PROMPTS[:2]:

@@ -80,12 +80,14 @@ def _answers(client: openai.OpenAI) -> list:
     return out
 
 
+@pytest.mark.slow  # the module's Ray instance (~15 s to start) and a plain server
 def test_openai_client_through_ray_equals_the_single_server(cluster, single):
     through_ray, alone = _answers(_client(cluster.url)), _answers(_client(single.url))
     assert through_ray == alone
     assert all(text for *_, text in through_ray[:3])
 
 
+@pytest.mark.slow  # the module's Ray instance
 def test_the_archive_is_fetched_once_for_the_node_and_checked(cluster, archive):
     assert archive.gets[ARCHIVE] == 1  # the driver and both replicas share this node's cache
     folders = [p for p in (cluster.cache / "models").iterdir() if p.is_dir()]
@@ -94,6 +96,7 @@ def test_the_archive_is_fetched_once_for_the_node_and_checked(cluster, archive):
     assert cluster.health()["model"] == MODEL
 
 
+@pytest.mark.slow  # the module's Ray instance
 def test_200_requests_spread_over_both_replicas_with_zero_errors(cluster):
     client = _client(cluster.url)
     ids = cluster.replicas_by_health(2)
@@ -112,6 +115,7 @@ def test_200_requests_spread_over_both_replicas_with_zero_errors(cluster):
     assert min(counts.values()) >= 40, counts  # both carry a real share, not a trickle
 
 
+@pytest.mark.slow  # seven CLI processes, each importing Ray (~8 s)
 def test_cli_refuses_bad_input_in_one_line_before_ray_starts(tmp_path):
     def refused(*args: str) -> subprocess.CompletedProcess:
         done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
@@ -152,6 +156,7 @@ def test_the_checked_in_deploy_configs_are_valid_and_matched_to_slots(name):
         BuildArgs.model_validate({**app.args, "slotz": 4})  # a misspelt arg is an error, not ignored
 
 
+@pytest.mark.slow  # kills a replica and waits for its restart (~16 s)
 def test_failover_a_killed_replica_is_restarted_and_retries_succeed(cluster):
     before = cluster.replicas_by_health(2)
     load = Load(cluster.url, clients=8, max_tokens=96)

@@ -16,12 +16,16 @@ import sys
 import time
 
 import httpx
+import pytest
 import yaml
 
 from gpt2onnx.runtime import DEFAULT_MODEL
 from ray_helpers import Load, RayServe, replica_pids, wait_for
 from serve_helpers import free_port
 from test_ray import CONFIG
+
+# Slow tier (pytest -m slow): each test starts a Ray Serve deployment of its own and waits for it to scale or fail (~45 s).
+pytestmark = pytest.mark.slow
 
 KEY = "autoscale-test-key"
 

@@ -170,6 +170,7 @@ def test_onnx_logits_match_pytorch_for_the_prompt(peaked):
     assert np.searchsorted(np.cumsum(probs), 0.5) < 30
 
 
+@pytest.mark.slow  # thousands of draws per warper against transformers' (~10 s)
 @pytest.mark.parametrize("name", list(SAMPLING_SETTINGS))
 def test_first_token_distribution_matches_transformers(peaked, name):
     kwargs, n = SAMPLING_SETTINGS[name]
@@ -195,6 +196,7 @@ def test_first_token_distribution_matches_transformers(peaked, name):
     assert p_value > ALPHA, f"{name}: chi-square p={p_value:.3g} (N={n}, {bins} bins)"
 
 
+@pytest.mark.slow  # 4,000 draws, the distribution test's power check (~3 s)
 def test_chi_square_rejects_a_slightly_wrong_distribution(peaked):
     # Power check of the test above: the temperature 0.7 draws against the distribution at
     # temperature 0.77 (10% off) must be rejected; a test that can't fail proves nothing.

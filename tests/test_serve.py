@@ -157,6 +157,7 @@ def test_bad_requests_get_openai_errors(server, payload, status, message):
     assert message in error["message"] and "\n" not in error["message"] and set(error) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.slow  # 200 streams cut off, then a leak check (~6 s)
 def test_disconnects_free_their_slot_within_one_step_and_leak_nothing(server):
     warm = server.rss_kb()
     for _ in range(200):
@@ -208,6 +209,7 @@ def test_serve_refuses_unsafe_or_impossible_starts():
     assert missing.returncode == 2 and "no such model folder" in missing.stderr
 
 
+@pytest.mark.slow  # 2,000 requests (~16 s)
 def test_soak_2000_requests(server):
     http = httpx.Client(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=16))
     bodies = [

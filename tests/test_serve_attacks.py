@@ -84,6 +84,7 @@ def refused(server, path: str, body: dict) -> str:
     return r.json()["error"]["message"]
 
 
+@pytest.mark.slow  # every attack in turn against a live stream (~30 s)
 def test_a_victim_stream_survives_every_attack(server):
     victim = subprocess.Popen([sys.executable, "-c", VICTIM_CLIENT, f"{server.url}/v1/completions", json.dumps(VICTIM)], stdout=subprocess.PIPE, text=True)
     assert json.loads(victim.stdout.readline()) == {"started": 200}

@@ -95,6 +95,7 @@ def server(request, plain_uvicorn):
     assert s.stop() == 0
 
 
+@pytest.mark.slow  # 50 slowloris sockets held to the read timeout, per stack (~5 s)
 def test_slowloris_sockets_are_closed_within_the_read_timeout_while_requests_and_streams_go_on(server):
     start = time.monotonic()
     attack = slowloris(HOST, server.port, 50)
@@ -174,6 +175,7 @@ def test_no_cors_headers_without_cors_origins(server):
     assert not any(h.startswith("access-control-") for h in [*preflight.headers, *post.headers])
 
 
+@pytest.mark.slow  # a server of its own per stack, flooded (~5 s)
 @pytest.mark.parametrize("stack", STACKS)
 def test_connections_beyond_max_connections_get_503_at_once_and_the_server_recovers(stack, plain_uvicorn):
     s = serve_on(stack, plain_uvicorn, "--max-connections", "20", "--read-timeout", "1", "--slots", "1", "--threads", "1", open_files=1024)
@@ -192,6 +194,7 @@ def test_connections_beyond_max_connections_get_503_at_once_and_the_server_recov
     assert not any("socket.accept()" in line or "Traceback" in line for line in lines)
 
 
+@pytest.mark.slow  # 1,030 connections per stack, waits out the read timeout (~15 s)
 @pytest.mark.parametrize("stack", STACKS)
 def test_1030_half_sent_requests_under_a_1024_descriptor_limit_neither_lock_out_nor_flood_the_log(stack, plain_uvicorn):
     s = serve_on(stack, plain_uvicorn, "--read-timeout", "1", "--slots", "1", "--threads", "1", open_files=1024)

@@ -135,6 +135,7 @@ def node_id(request):
 schema = schemathesis.pytest.from_fixture("api")
 
 
+@pytest.mark.slow  # schemathesis over every operation (~23 s)
 @pytest.mark.usefixtures("node_id")
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
