@@ -39,7 +39,7 @@ from .session import DecoderSession
 
 # The budget a server's steps run with (gpt2onnx serve --step-tokens): chosen by measurement, see the
 # README's Serve section. The engine itself has no cap unless given one.
-SERVE_STEP_TOKENS = 64
+SERVE_STEP_TOKENS = 128
 
 
 class Engine:
