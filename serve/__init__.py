@@ -6,7 +6,8 @@ requests join and leave one running batch. Install with
 `pip install 'gpt2onnx[serve]'`.
 
     app.py        the app: state, security, health, models, metrics, tokenize
-    routes.py     /v1/completions and /v1/chat/completions
+    routes.py     every route, registered in one place
+    generation.py /v1/completions and /v1/chat/completions: request -> job -> events -> response
     protocol.py   request fields -> gpt2onnx settings, and what one request may ask for
     openapi.py    the response schemas /openapi.json documents (documentation only)
     scheduler.py  the thread that steps the engine for every request

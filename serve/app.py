@@ -1,24 +1,20 @@
-"""The FastAPI application: its state (model, scheduler, metrics), security, and routes.
+"""The FastAPI application: its state (model, scheduler, metrics), its middleware and security.
 
 The model loads in a background thread once the server is up: /health answers
 503 until it is ready, then 200. /v1 routes (and /tokenize, /detokenize) need
 `Authorization: Bearer KEY` when the server has an API key; keys are compared
-in constant time. The generation routes live in routes.py.
+in constant time. routes.py registers every route.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 
 from gpt2onnx.runtime import Gpt2OnnxError, Model, load
@@ -28,7 +24,6 @@ from . import errors, openapi, routes
 from .errors import ApiError
 from .keys import ApiKeys
 from .metrics import Metrics
-from .protocol import DetokenizeRequest, TokenizeRequest
 from .scheduler import Scheduler
 
 log = logging.getLogger("gpt2onnx.serve")
@@ -152,43 +147,6 @@ def create_app(options: ServeOptions, on_fatal: Callable[[str], None] | None = N
             raise ApiError(401, "missing or wrong API key: send the header Authorization: Bearer KEY", code="invalid_api_key")
 
     guarded = [Depends(authorized)]
-
-    @app.get("/health", responses=openapi.HEALTH)
-    async def health():
-        if state.scheduler is None:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        alive = {"status": "ok", "model": options.model_id, "slots": options.slots}
-        return alive if options.replica is None else {**alive, "replica": options.replica, "pid": os.getpid()}
-
-    @app.get("/metrics", response_class=Response, responses=openapi.METRICS)
-    async def metrics():
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    served = {"id": options.model_id, "object": "model", "created": 0, "owned_by": "gpt2onnx"}
-
-    @app.get("/v1/models", dependencies=guarded, responses=openapi.MODELS)
-    async def models():
-        return {"object": "list", "data": [served]}
-
-    @app.get("/v1/models/{model_id:path}", dependencies=guarded, responses=openapi.MODEL)
-    async def model(model_id: str):
-        state.check_model(model_id)
-        return served
-
-    @app.post("/tokenize", dependencies=guarded, responses=openapi.TOKENIZE)
-    async def tokenize(body: TokenizeRequest):
-        model, _ = state.ready()
-        state.check_model(body.model)
-        tokens = await routes.off_loop(model.tokenizer.encode, body.prompt)
-        return {"tokens": tokens, "count": len(tokens), "max_model_len": model.info.n_positions}
-
-    @app.post("/detokenize", dependencies=guarded, responses=openapi.DETOKENIZE)
-    async def detokenize(body: DetokenizeRequest):
-        model, _ = state.ready()
-        state.check_model(body.model)
-        if any(not 0 <= t < model.info.vocab_size for t in body.tokens):
-            raise ApiError(400, f"a token id is outside the vocabulary [0, {model.info.vocab_size})", param="tokens")
-        return {"prompt": await routes.off_loop(functools.partial(model.tokenizer.decode, skip_special_tokens=False), body.tokens)}
 
     routes.add(app, state, guarded)
     return app
