@@ -12,9 +12,9 @@ run chooses its first tokens in that step. Without a budget (None) a step
 admits and prefills whatever fits at once.
 
 The prompt chunks run as a pass of their own beside the decode pass: onnxruntime's
-GroupQueryAttention takes one sequence length for the whole batch, so packing a
-256-token chunk with 8 one-token rows would pad every row to 256 tokens (9x the
-work); two passes cost the tokens they run.
+GroupQueryAttention (1.31) refuses a batch of several rows when more than one
+token runs after a past, and it takes one sequence length for the whole batch,
+so a packed pass would also pad every row to the chunk's length.
 
 A search whose own part of a step raises (its prefill, its choice) fails alone
 and the others go on. A search's rows leave as they finish, so their slots are
@@ -95,11 +95,13 @@ class Engine:
         self._apply_cancels()
         started = time.perf_counter()
         decoded = self._decode(self.active)  # one token for every running row, first
+        seconds = time.perf_counter() - started  # decode time: the prompt chunks count as their own searches' prefill
         ready = self._prefill(None if self.step_tokens is None else max(self.step_tokens - decoded, self._min_chunk))
         self.active += ready  # their prompts' logits are in: they choose their first tokens now
+        started = time.perf_counter()
         for search in self.active:
             self._guarded(search, search.advance)
-        seconds = time.perf_counter() - started
+        seconds += time.perf_counter() - started
         for search in self.active:
             search.timing.decode_s += seconds
         stepped, self.active = self.active, [s for s in self.active if not s.is_done()]

@@ -10,8 +10,10 @@ sampling, beam search, beam sampling), after onnxruntime-genai's Generator:
 first across many searches: the decode state runs the tokens chosen last step
 (`state.step()`), then `advance()` chooses the next ones from the logits.
 `cancel()` stops the search; its results keep what was made, marked
-"cancelled"; `fail(error)` stops it when a step raised for it alone. `take_made()` gives a streaming caller the tokens made since it last asked
-(whichever thread drove the steps).
+"cancelled"; `fail(error)` stops it when a step raised for it alone.
+`take_made()` gives a streaming caller the tokens made since it last asked
+(whichever thread drove the steps). The slot engine prefills in chunks with
+`begin_prefill` and `prefill_some`; `append_tokens` is the same path at once.
 """
 
 from __future__ import annotations
