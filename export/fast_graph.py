@@ -38,6 +38,7 @@ import numpy as np
 from gpt2onnx.runtime import contract
 
 from . import gpt1
+from .chunk_graph import Chunk
 
 MS_DOMAIN = "com.microsoft"
 IR_VERSION = 10  # what onnxruntime 1.2x-1.31 reads (onnx 1.23 would write 14 for opset 18)
@@ -150,7 +151,7 @@ def _activation(b: _Builder, x: str, activation: str) -> str:
     return b.one("Mul", b.one("Mul", x, b.weight(f"{x}/half", np.array(0.5, np.float32))), one_plus)
 
 
-def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False, kv_scales: list | None = None):
+def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool = False, kv_scales: list | None = None, packed_chunk: bool = True):
     """The GroupQueryAttention decoder as an onnx ModelProto (float32) without the bytes of
     its weight matrices, and those matrices by initializer name (see attach_matrices).
 
@@ -161,6 +162,8 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     kv_scales: per layer, (key scales, value scales) [n_head, head_dim] (kv_quant.py): the
     KV cache is then int8, one fixed scale per head and channel, which GroupQueryAttention
     applies as it writes and reads the cache (a quarter of float32's bytes to read per step).
+
+    packed_chunk: the graph also runs one prompt chunk on one more row in the same pass (chunk_graph.py).
 
     It consumes `weights`: each array leaves the dict as it becomes an initializer.
     """
@@ -189,8 +192,11 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     width = b.one("Gather", b.one("Shape", contract.ATTENTION_MASK), b.weight("/const/axis1", np.array(1, np.int64)), axis=0)
     total = b.one("Cast", width, to=TensorProto.INT32)  # scalar
 
-    wte = w("transformer.wte.weight")
-    hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", w("transformer.wpe.weight"), contract.POSITION_IDS))
+    wte, wpe = w("transformer.wte.weight"), w("transformer.wpe.weight")
+    hidden = b.one("Add", b.one("Gather", wte, contract.INPUT_IDS), b.one("Gather", wpe, contract.POSITION_IDS))  # [batch, seq, n_embd]
+    chunk = Chunk(b, wte, wpe, n_embd, hidden) if packed_chunk else None
+    if chunk is not None:
+        hidden = chunk.hidden  # [batch * seq + chunk, n_embd]: every MatMul runs the rows' tokens and the chunk's as one
     for i in range(n_layer):
         p = f"transformer.h.{i}."
         x = hidden if post_ln else b.one("LayerNormalization", hidden, w(p + "ln_1.weight"), w(p + "ln_1.bias"), axis=-1, epsilon=eps)
@@ -207,16 +213,11 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
             k_scale, v_scale = (b.weight(f"/h.{i}/{kind}_scale", np.ravel(scales).astype(np.float32)) for kind, scales in zip("kv", kv_scales[i]))
             attn_inputs += [""] * 5 + [k_scale, v_scale]
             quant = dict(k_quant_type="PER_CHANNEL", v_quant_type="PER_CHANNEL", kv_cache_bit_width=8)
-        attn = b.op(
-            "GroupQueryAttention",
-            attn_inputs,
-            [f"/h.{i}/attn", present_key, present_value],
-            domain=MS_DOMAIN,
-            num_heads=n_head,
-            kv_num_heads=n_head,
-            scale=scale,
-            **quant,
-        )[0]  # [batch, seq, n_embd]
+        gqa = dict(domain=MS_DOMAIN, num_heads=n_head, kv_num_heads=n_head, scale=scale, **quant)
+        if chunk is None:
+            attn = b.op("GroupQueryAttention", attn_inputs, [f"/h.{i}/attn", present_key, present_value], **gqa)[0]  # [batch, seq, n_embd]
+        else:
+            attn = chunk.attention(i, attn_inputs, gqa)  # [batch * seq + chunk, n_embd]
         out = b.one("Add", b.one("MatMul", attn, w(p + "attn.c_proj.weight")), w(p + "attn.c_proj.bias"))
         hidden = b.one("Add", hidden, out)
         if post_ln:
@@ -232,7 +233,10 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     # row of logits, not seq x vocab of them (a third of a 512-token prefill's work on gpt2).
     start = b.one("Neg", contract.LOGITS_TO_KEEP)
     end = b.weight("/const/end", np.array([np.iinfo(np.int64).max], np.int64))
-    hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
+    if chunk is not None:
+        hidden = chunk.kept(hidden, start, end)  # [batch * logits_to_keep + chunk_logits_to_keep, n_embd]
+    else:
+        hidden = b.one("Slice", hidden, start, end, one)  # [batch, logits_to_keep, n_embd]
     final = hidden if post_ln else b.one("LayerNormalization", hidden, w("transformer.ln_f.weight"), w("transformer.ln_f.bias"), axis=-1, epsilon=eps)
     untied = weights.pop("lm_head.weight", None)  # [vocab, n_embd]: a checkpoint with tie_word_embeddings false
     if untied is not None:
@@ -245,7 +249,10 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
         # overridable graph input, was measured: 1.05x, but an unpacked output layer made batch 8
         # and beam search about 30% slower (MLAS packs it again at every call of more than one row).
         lm_head = b.one("Transpose", wte, perm=[1, 0])
-    b.op("MatMul", [final, lm_head], [contract.LOGITS])
+    if chunk is None:
+        b.op("MatMul", [final, lm_head], [contract.LOGITS])
+    else:
+        chunk.logits(b.one("MatMul", final, lm_head), config["vocab_size"])
 
     kv = ["batch_size", n_head, "max_sequence_length", head_dim]
     inputs = [
@@ -259,6 +266,15 @@ def build(weights: dict[str, np.ndarray], config: dict, lm_head_transposed: bool
     for i in range(n_layer):
         inputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.past_names(i)]
         outputs += [helper.make_tensor_value_info(name, kv_type, kv) for name in contract.present_names(i)]
+    if chunk is not None:
+        chunk_kv = [1, n_head, "chunk_max_sequence_length", head_dim]
+        inputs += [helper.make_tensor_value_info(name, TensorProto.INT64, shape) for name, shape in (
+            (contract.CHUNK_IDS, [1, "chunk_length"]), (contract.CHUNK_ATTENTION_MASK, [1, "chunk_total_sequence_length"]),
+            (contract.CHUNK_POSITION_IDS, [1, "chunk_length"]), (contract.CHUNK_LOGITS_TO_KEEP, [1]))]
+        outputs.append(helper.make_tensor_value_info(contract.CHUNK_LOGITS, TensorProto.FLOAT, [1, "chunk_logits_to_keep", config["vocab_size"]]))
+        for i in range(n_layer):
+            inputs += [helper.make_tensor_value_info(name, kv_type, chunk_kv) for name in contract.chunk_past_names(i)]
+            outputs += [helper.make_tensor_value_info(name, kv_type, chunk_kv) for name in contract.chunk_present_names(i)]
     model.graph.node.extend(b.nodes)
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)

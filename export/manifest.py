@@ -47,6 +47,7 @@ def model_info_from_config(
         kv_cache=kv_cache,
         weights=weights,
         kv_cache_dtype=kv_cache_dtype,
+        packed_chunk=kv_cache == contract.SHARED_KV,  # every GroupQueryAttention graph gpt2onnx builds has its chunk part
         architecture=architecture,
         labels=label_names(config) if classifier else None,
         pad_token_id=config.get("pad_token_id") if classifier else None,
@@ -74,7 +75,7 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
     if info.task == contract.TEXT_CLASSIFICATION:  # no KV cache: kv_cache stays at its default, unused
         io = contract.classifier_signature(info.dtype)
     else:
-        io = contract.io_signature(info.n_layer, info.dtype, info.kv_cache, info.kv_dtype)
+        io = contract.io_signature(info.n_layer, info.dtype, info.kv_cache, info.kv_dtype, info.packed_chunk)
     manifest = {
         "format": contract.MANIFEST_FORMAT,
         "format_version": contract.MANIFEST_VERSION,
@@ -96,6 +97,7 @@ def write_manifest(folder: Path, info: ModelInfo, source: str, validation: Valid
         "weights": info.weights,
         "kv_cache": info.kv_cache,
         "kv_cache_dtype": info.kv_dtype,
+        **({"packed_chunk": True} if info.packed_chunk else {}),
         "io": io,
         "files": files,
         "validation": {

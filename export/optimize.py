@@ -48,14 +48,20 @@ def fuse(model, config: dict):
 
     options = FusionOptions("gpt2")
     options.enable_attention = False  # GroupQueryAttention is built in; the gpt2 attention fusion looks for Optimum's pattern
-    logger = logging.getLogger("onnxruntime.transformers")
-    level, logger.level = logger.level, logging.ERROR  # it warns that the producer is not "pytorch"
+    # It warns that the producer is not "pytorch", and its shape inference that it can't order the
+    # chunk part's symbolic lengths (chunk_graph.py), which nothing here needs (the optimizer imports that
+    # module top-level, hence its logger's name).
+    loggers = [logging.getLogger(name) for name in ("onnxruntime.transformers", "symbolic_shape_infer")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         optimized = optimize_model(
             model, model_type="gpt2", num_heads=config["n_head"], hidden_size=config["n_embd"], opt_level=0, optimization_options=options
         )
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     return optimized.model
 
 

@@ -34,6 +34,15 @@ LOGITS_TO_KEEP = "logits_to_keep"  # int64 [1], shared layout only: logits for t
 # Outputs.
 LOGITS = "logits"  # float32 [batch, seq, vocab]
 
+# The shared graph's second part (the manifest's `packed_chunk`): one prompt chunk on one more row,
+# run in the same pass as the rows above, so a step's decode tokens and a prompt's chunk read the
+# weights once. Each name is its first part's with a "chunk_" prefix.
+CHUNK_IDS = "chunk_ids"  # int64 [1, chunk]
+CHUNK_ATTENTION_MASK = "chunk_attention_mask"  # int64 [1, chunk_total]: sums to the tokens the chunk's row holds after the step
+CHUNK_POSITION_IDS = "chunk_position_ids"  # int64 [1, chunk]
+CHUNK_LOGITS_TO_KEEP = "chunk_logits_to_keep"  # int64 [1]: logits for the chunk's last k positions (k may be 0)
+CHUNK_LOGITS = "chunk_logits"  # [1, chunk_logits_to_keep, vocab]
+
 
 def past_names(layer: int) -> tuple[str, str]:
     """Input names of layer `layer`'s cached key and value: [batch, n_head, past, head_dim]."""
@@ -45,9 +54,20 @@ def present_names(layer: int) -> tuple[str, str]:
     return f"present.{layer}.key", f"present.{layer}.value"
 
 
-def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV, kv_dtype: str | None = None) -> dict:
+def chunk_past_names(layer: int) -> tuple[str, str]:
+    """Input names of the chunk row's cached key and value in layer `layer`: [1, n_head, max_sequence_length, head_dim]."""
+    return tuple(f"chunk_{name}" for name in past_names(layer))
+
+
+def chunk_present_names(layer: int) -> tuple[str, str]:
+    """Output names of the chunk row's key and value in layer `layer` (the same buffer as its past)."""
+    return tuple(f"chunk_{name}" for name in present_names(layer))
+
+
+def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV, kv_dtype: str | None = None, packed_chunk: bool = False) -> dict:
     """The manifest's `io` block: name, element type and symbolic shape of each tensor.
     The KV cache's element type is `dtype` unless kv_dtype says otherwise ("int8").
+    packed_chunk (shared layout only): the graph also takes one prompt chunk beside the rows.
 
     In the shared layout past and present are one buffer of capacity max_sequence_length,
     and row r of the attention mask sums to the tokens row r holds after the step.
@@ -71,6 +91,18 @@ def io_signature(n_layer: int, dtype: str = "float32", kv_cache: str = CONCAT_KV
     for layer in range(n_layer):
         inputs += [{"name": n, "dtype": kv_dtype, "shape": kv_in} for n in past_names(layer)]
         outputs += [{"name": n, "dtype": kv_dtype, "shape": kv_out} for n in present_names(layer)]
+    if packed_chunk and kv_cache == SHARED_KV:
+        inputs += [
+            {"name": CHUNK_IDS, "dtype": "int64", "shape": [1, "chunk_length"]},
+            {"name": CHUNK_ATTENTION_MASK, "dtype": "int64", "shape": [1, "chunk_total_sequence_length"]},
+            {"name": CHUNK_POSITION_IDS, "dtype": "int64", "shape": [1, "chunk_length"]},
+            {"name": CHUNK_LOGITS_TO_KEEP, "dtype": "int64", "shape": [1]},
+        ]
+        outputs.append({"name": CHUNK_LOGITS, "dtype": dtype, "shape": [1, "chunk_logits_to_keep", "vocab_size"]})
+        chunk_kv = [1, "n_head", "chunk_max_sequence_length", "head_dim"]
+        for layer in range(n_layer):
+            inputs += [{"name": n, "dtype": kv_dtype, "shape": chunk_kv} for n in chunk_past_names(layer)]
+            outputs += [{"name": n, "dtype": kv_dtype, "shape": chunk_kv} for n in chunk_present_names(layer)]
     return {"inputs": inputs, "outputs": outputs}
 
 
@@ -87,11 +119,11 @@ def classifier_signature(dtype: str = "float32") -> dict:
     }
 
 
-def input_names(n_layer: int, kv_cache: str = CONCAT_KV) -> list[str]:
+def input_names(n_layer: int, kv_cache: str = CONCAT_KV, packed_chunk: bool = False) -> list[str]:
     """Every graph input (the graph itself may list them in another order)."""
-    return [tensor["name"] for tensor in io_signature(n_layer, kv_cache=kv_cache)["inputs"]]
+    return [tensor["name"] for tensor in io_signature(n_layer, kv_cache=kv_cache, packed_chunk=packed_chunk)["inputs"]]
 
 
-def output_names(n_layer: int) -> list[str]:
-    """Every graph output: logits, then each layer's present key and value."""
-    return [tensor["name"] for tensor in io_signature(n_layer)["outputs"]]
+def output_names(n_layer: int, kv_cache: str = CONCAT_KV, packed_chunk: bool = False) -> list[str]:
+    """Every graph output: logits, then each layer's present key and value (then the chunk part's)."""
+    return [tensor["name"] for tensor in io_signature(n_layer, kv_cache=kv_cache, packed_chunk=packed_chunk)["outputs"]]

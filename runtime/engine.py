@@ -3,18 +3,19 @@
 The engine owns a cache of N slots (rows). `submit` queues a search with its
 prompts. Each `step()` is a token budget (`step_tokens`), as in vLLM's
 scheduler and llama.cpp's `update_slots`: first one token for every running
-row, in one batched pass; then prompt tokens, up to what the budget leaves, a
-chunk at a time, for the searches being admitted (in order, while their rows
+row, in one batched pass; then prompt tokens, as many as the budget left pays
+for (a token's attention over a long prompt's past counts too), a chunk at a time, for the searches being admitted (in order, while their rows
 fit in the free slots; each prompt runs in the free row that already holds the
 longest prefix of it, and only the rest runs). A long prompt is prefilled over
 several steps while the others keep decoding; a search whose prompts have all
 run chooses its first tokens in that step. Without a budget (None) a step
 admits and prefills whatever fits at once.
 
-The prompt chunks run as a pass of their own beside the decode pass: onnxruntime's
-GroupQueryAttention (1.31) refuses a batch of several rows when more than one
-token runs after a past, and it takes one sequence length for the whole batch,
-so a packed pass would also pad every row to the chunk's length.
+On an export whose graph has the chunk part (the manifest's `packed_chunk`, every
+GroupQueryAttention export since it), the step's first prompt chunk and the decode
+tokens run in one pass (KVCache.ride): the weights are read once for both, so a
+step that prefills costs little more than its chunk alone. Further chunks in the
+same step, and every chunk on older exports, run as passes of their own.
 
 A search whose own part of a step raises (its prefill, its choice) fails alone
 and the others go on. A search's rows leave as they finish, so their slots are
@@ -39,7 +40,7 @@ from .session import DecoderSession
 
 # The budget a server's steps run with (gpt2onnx serve --step-tokens): chosen by measurement, see the
 # README's Serve section. The engine itself has no cap unless given one.
-SERVE_STEP_TOKENS = 128
+SERVE_STEP_TOKENS = 56
 
 
 class Engine:
@@ -93,10 +94,23 @@ class Engine:
 
     def _step(self) -> list[Search]:
         self._apply_cancels()
-        started = time.perf_counter()
-        decoded = self._decode(self.active)  # one token for every running row, first
-        seconds = time.perf_counter() - started  # decode time: the prompt chunks count as their own searches' prefill
-        ready = self._prefill(None if self.step_tokens is None else max(self.step_tokens - decoded, self._min_chunk))
+        fed, rows, tokens = self._feed()  # one token for every running row
+        # The step's first prompt chunk carries the decode tokens in its pass (a graph with the chunk part).
+        # Until that pass nothing moves a running row: admitting takes free rows only.
+        rode = fed and (self.prefilling or self.waiting) and self.cache.ride(rows, tokens)
+        decoding = len(rows) if fed else 0
+        # With the decode tokens riding, a capped step runs that one chunk: a further one would be a pass of
+        # its own, another read of every weight for a few tokens, while the running rows wait.
+        ready = self._prefill(None if self.step_tokens is None else max(self.step_tokens - decoding, self._min_chunk), once=bool(rode and self.step_tokens))
+        carried = self.cache.unride() if rode else None
+        # decode time: prompt chunks count as their own searches' prefill, and a carrying pass as both
+        seconds = self.cache.carry_seconds if carried is not None else 0.0
+        if fed:
+            started = time.perf_counter()
+            if carried is None:  # asked again: a search that failed in its prefill gave rows back, and that moves rows
+                fed, rows, tokens = self._feed()
+            self._take(fed, carried if carried is not None else self.cache.decode(rows, tokens))
+            seconds += time.perf_counter() - started
         self.active += ready  # their prompts' logits are in: they choose their first tokens now
         started = time.perf_counter()
         for search in self.active:
@@ -123,11 +137,13 @@ class Engine:
         self.prefilling = [s for s in self.prefilling if not s.is_done()]
         self.waiting = deque((s, p) for s, p in self.waiting if not s.is_done())
 
-    def _prefill(self, budget: int | None) -> list[Search]:
-        """Run prompt tokens, up to `budget` (None: all): first of the searches already prefilling, then of
-        waiting ones, admitted in order while their rows fit in the free slots. Only the part of a prompt
-        its row does not already hold runs (prefix reuse). Returns the searches whose prompts have all run."""
-        ready = []
+    def _prefill(self, budget: int | None, once: bool = False) -> list[Search]:
+        """Run prompt tokens, as many as `budget` pays for (None: all; a token late in a long prompt costs
+        more, decode_state.chunk_tokens): first of the searches already prefilling, then of
+        waiting ones, admitted in order while their rows fit in the free slots (`once`: one search's
+        chunk at most). Only the part of a prompt its row does not already hold runs (prefix reuse).
+        Returns the searches whose prompts have all run."""
+        ready, moved = [], False
         while budget is None or budget > 0:
             if not self.prefilling:
                 if not (self.waiting and self.cache.free_slots >= self.waiting[0][0].state.rows_needed(self.waiting[0][1])):
@@ -139,13 +155,19 @@ class Engine:
                     continue
                 self.prefilling.append(search)
             search = self.prefilling[0]
-            ran = self._guarded(search, search.prefill_some, budget)
+            # The step's first chunk runs one token at least, so prompts always move; later ones only what the rest pays for.
+            ran = self._guarded(search, search.prefill_some, budget, 0 if moved else 1)
+            moved = True
             if budget is not None:
                 budget -= ran or 0
             if search.is_done() or not search.state.prefilling:
                 self.prefilling.pop(0)
                 if not search.is_done():  # a zero-token budget is done at once
                     ready.append(search)
+            elif not ran:  # the rest of the budget pays for none of its next tokens
+                break
+            if once:
+                break
         return ready
 
     @staticmethod
@@ -159,15 +181,19 @@ class Engine:
             search.fail(e)
             return None
 
-    def _decode(self, searches: list[Search]) -> int:
-        """One batched forward pass over the rows these searches feed; returns how many rows ran."""
-        fed = [(s, *s.state.to_feed()) for s in searches]
+    def _feed(self) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+        """What the running searches feed this step: [(search, its rows, cache rows, tokens)] for those
+        that feed any, and all their cache rows [n] and tokens [n] (None when none)."""
+        fed = [(s, *s.state.to_feed()) for s in self.active]
         fed = [f for f in fed if len(f[1])]
         if not fed:
-            return 0
-        logits = self.cache.decode(np.concatenate([f[2] for f in fed]), np.concatenate([f[3] for f in fed]))  # [rows, vocab]
+            return fed, None, None
+        return fed, np.concatenate([f[2] for f in fed]), np.concatenate([f[3] for f in fed])
+
+    @staticmethod
+    def _take(fed: list, logits: np.ndarray) -> None:
+        """Hand each search its rows' logits [rows, vocab] from the step's batched decode."""
         at = 0
         for search, rows, _, _ in fed:
             search.state.take_logits(rows, logits[at : at + len(rows)])
             at += len(rows)
-        return at

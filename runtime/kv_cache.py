@@ -18,75 +18,23 @@ new prompt that starts with them reuses that prefix and prefills only the rest
   engine keeps the busy rows there); a prefill binds one row's memory alone.
   On CUDA the block lives on the device and only the logits come back; row
   moves (beams, slot swaps) run on the device too (kv_rows.py).
+  An export with the graph's chunk part (the manifest's `packed_chunk`) runs a
+  prompt chunk on one row beside the decode rows in one pass: `ride` gives the
+  decode rows to the next prefill, `unride` hands their logits back.
 - ConcatKVCache (Optimum's plain graph, an export made with --graph optimum):
-  the graph returns past + new keys/values, so each row keeps its own arrays;
-  a step over rows of different lengths left-pads them into one batch (a copy
-  per step: this graph batches less cleverly, but gives the same tokens).
+  concat_cache.py.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import contract, kv_rows
+from .concat_cache import ConcatKVCache
 from .session import DecoderSession
 from .slots import Rows
-
-
-class ConcatKVCache(Rows):
-    """Each row's past keys/values [1, n_head, length, head_dim], as Optimum's graph returns them."""
-
-    def __init__(self, session: DecoderSession, slots: int, capacity: int):
-        super().__init__(slots, capacity)
-        self.session = session
-        self.past = [session.empty_past(1) for _ in range(slots)]  # per row: per layer (key, value)
-
-    def prefill(self, row: int, ids: list[int], start: int = 0, last_only: bool = True) -> np.ndarray:
-        """Run `ids` on row `row` after its first `start` tokens: logits [len(ids), vocab] (or [1, vocab] last_only)."""
-        seq = len(ids)
-        self._check_room(row, start, seq)
-        past = [(k[:, :, :start], v[:, :, :start]) for k, v in self.past[row]]
-        mask = np.ones((1, start + seq), np.int64)  # [1, start + seq]
-        positions = np.arange(start, start + seq, dtype=np.int64)[None, :]  # [1, seq]
-        logits, self.past[row] = self.session.forward(np.array([ids], np.int64), mask, positions, past)
-        self._after_prefill(row, ids, start)
-        return (logits[0, -1:] if last_only else logits[0]).astype(np.float32)
-
-    def decode(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """One token per row: tokens [n] on rows [n]; logits [n, vocab]."""
-        for row in rows.tolist():
-            self._check_room(row, int(self.lengths[row]), 1)
-        lengths = self.lengths[rows]  # [n]
-        width = int(lengths.max())
-        if len(rows) == 1:
-            past = self.past[int(rows[0])]
-        else:  # left-pad every row's past to the longest: padded slots get mask 0
-            past = []
-            for layer in range(self.session.info.n_layer):
-                shape = (len(rows), self.session.info.n_head, width, self.session.info.head_dim)
-                keys, values = np.zeros(shape, self.session.dtype), np.zeros(shape, self.session.dtype)  # [n, n_head, width, head_dim]
-                for i, row in enumerate(rows.tolist()):
-                    k, v = self.past[row][layer]
-                    keys[i, :, width - k.shape[2] :], values[i, :, width - v.shape[2] :] = k[0], v[0]
-                past.append((keys, values))
-        mask = np.concatenate([np.arange(width)[None, :] >= (width - lengths)[:, None], np.ones((len(rows), 1), bool)], axis=1)
-        logits, present = self.session.forward(tokens.astype(np.int64)[:, None], mask.astype(np.int64), lengths[:, None], past)
-        for i, row in enumerate(rows.tolist()):
-            pad = width - int(lengths[i])
-            self.past[row] = [(k[i : i + 1, :, pad:], v[i : i + 1, :, pad:]) for k, v in present]  # views
-        self._after_decode(rows, tokens)
-        return logits[:, -1].astype(np.float32)
-
-    def _after_rewind(self, row: int) -> None:
-        length = int(self.lengths[row])
-        self.past[row] = [(k[:, :, :length], v[:, :, :length]) for k, v in self.past[row]]
-
-    def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
-        """Rows dst[i] hold what rows src[i] held (beam search follows its surviving beams)."""
-        past = [self.past[s] for s in src.tolist()]
-        for d, p in zip(dst.tolist(), past):
-            self.past[d] = p
-        self._move_rows(dst, src)
 
 
 class SharedKVCache(Rows):
@@ -112,6 +60,18 @@ class SharedKVCache(Rows):
         self._decode_rows = (0, 0)  # (first row, rows) the decode binding is bound for
         self._decode_logits = np.zeros((slots, 1, info.vocab_size), session.dtype)  # [slots, 1, vocab]: bound with it
         self._prefill = session.io_binding()
+        self._move_pool: list[np.ndarray] = []  # move_host's buffers, kept (host caches)
+        self.packs = info.packed_chunk  # the graph runs a prompt chunk beside the decode rows (ride)
+        self._rider: tuple[np.ndarray, np.ndarray] | None = None  # decode rows and tokens the next prefill carries
+        self._ridden: np.ndarray | None = None  # their logits, once a prefill carried them
+        self.carry_seconds = 0.0  # how long the last carrying pass ran
+        if self.packs:
+            # A pass with no chunk binds the chunk part to this scratch row [2 * n_layer, 1, n_head, 1, head_dim] (its padding token's room).
+            self._scratch, _ = session.kv_block((2 * info.n_layer, 1, info.n_head, 1, info.head_dim))
+            self._no_logits = np.zeros((1, 0, info.vocab_size), session.dtype)  # [1, 0, vocab]: the scratch token's (none)
+            self._packed = session.io_binding()
+            for binding in (self._decode, self._prefill):
+                self._bind_no_chunk(binding)
 
     def _bind_kv(self, binding, first: int, rows: int) -> None:
         """Bind rows first .. first + rows - 1 of every buffer as both past and present."""
@@ -121,6 +81,23 @@ class SharedKVCache(Rows):
             pointer = address + first * self._row_bytes
             binding.bind_input(past, self.session.device, 0, self.session.kv_dtype, shape, pointer)
             binding.bind_output(present, self.session.device, 0, self.session.kv_dtype, shape, pointer)
+
+    def _bind_chunk_kv(self, binding, addresses: list[int], capacity: int) -> None:
+        """Bind the chunk part's past and present, each layer's key then value, to one row at `addresses`."""
+        shape = (1, self.info.n_head, capacity, self.info.head_dim)
+        names = [n for layer in range(self.info.n_layer) for n in zip(contract.chunk_past_names(layer), contract.chunk_present_names(layer))]
+        for (past, present), pointer in zip(names, addresses):
+            binding.bind_input(past, self.session.device, 0, self.session.kv_dtype, shape, pointer)
+            binding.bind_output(present, self.session.device, 0, self.session.kv_dtype, shape, pointer)
+
+    def _bind_no_chunk(self, binding) -> None:
+        """A pass without a prompt chunk: an empty chunk on the scratch row, no logits."""
+        plane = self.info.n_head * self.info.head_dim * self.session.kv_dtype.itemsize  # one position of one row
+        self._bind_chunk_kv(binding, [self._scratch.data_ptr() + i * plane for i in range(2 * self.info.n_layer)], 1)
+        empty = np.zeros((1, 0), np.int64)  # [1, 0]: no tokens (the graph's attention still runs its padding token on the scratch row)
+        for name, value in ((contract.CHUNK_IDS, empty), (contract.CHUNK_POSITION_IDS, empty), (contract.CHUNK_ATTENTION_MASK, empty), (contract.CHUNK_LOGITS_TO_KEEP, np.zeros(1, np.int64))):
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(contract.CHUNK_LOGITS, "cpu", 0, self.session.dtype, (1, 0, self.info.vocab_size), self._no_logits.ctypes.data)
 
     def _run(self, binding, rows: int, keep: int) -> np.ndarray:
         """Run the bound inputs; logits [rows, keep, vocab] as float32, written straight into a fresh array."""
@@ -134,6 +111,10 @@ class SharedKVCache(Rows):
         logits [len(ids), vocab] (or [1, vocab] with last_only). The other rows are untouched."""
         seq = len(ids)
         self._check_room(row, start, seq)
+        if self._rider is not None and last_only:
+            last = self._carry(row, ids, start)
+            if last is not None:
+                return last
         binding = self._prefill
         self._bind_kv(binding, row, 1)
         keep = 1 if last_only else seq
@@ -184,17 +165,73 @@ class SharedKVCache(Rows):
         """Rows first .. first + n - 1, one token each: logits [n, vocab]. The binding is kept while the
         rows stay the same, so a step costs onnxruntime's run and little else."""
         if self._decode_rows != (first, n):
-            self._bind_kv(self._decode, first, n)
-            for name, array in ((contract.INPUT_IDS, self._ids), (contract.POSITION_IDS, self._positions), (contract.ATTENTION_MASK, self._mask)):
-                pointer = array.ctypes.data + first * array.strides[0]
-                self._decode.bind_input(name, "cpu", 0, np.int64, (n, *array.shape[1:]), pointer)
-            self._decode.bind_cpu_input(contract.LOGITS_TO_KEEP, self._keep)
-            logits = self._decode_logits[:n]  # [n, 1, vocab]
-            self._decode.bind_output(contract.LOGITS, "cpu", 0, self.session.dtype, logits.shape, logits.ctypes.data)
+            self._bind_decode_rows(self._decode, first, n)
             self._decode_rows = (first, n)
         self.session.run_bound(self._decode)
         logits = self._decode_logits[:n, 0]  # [n, vocab]: a view, valid until the next decode writes the buffer
         return logits if logits.dtype == np.float32 else logits.astype(np.float32)  # float16 exports
+
+    def _bind_decode_rows(self, binding, first: int, n: int) -> None:
+        """Bind rows first .. first + n - 1 for one token each: their KV, the step arrays' rows and the decode logits buffer."""
+        self._bind_kv(binding, first, n)
+        for name, array in ((contract.INPUT_IDS, self._ids), (contract.POSITION_IDS, self._positions), (contract.ATTENTION_MASK, self._mask)):
+            pointer = array.ctypes.data + first * array.strides[0]
+            binding.bind_input(name, "cpu", 0, np.int64, (n, *array.shape[1:]), pointer)
+        binding.bind_cpu_input(contract.LOGITS_TO_KEEP, self._keep)
+        logits = self._decode_logits[:n]  # [n, 1, vocab]
+        binding.bind_output(contract.LOGITS, "cpu", 0, self.session.dtype, logits.shape, logits.ctypes.data)
+
+    # ----- a prompt chunk beside the decode rows, in one pass (the graph's packed_chunk part) -----
+
+    def ride(self, rows: np.ndarray, tokens: np.ndarray) -> bool:
+        """Let the next prefill carry one decode token for each of these rows (as `decode` would run them),
+        in the same pass; `unride` then hands their logits back. False when this cache can't: a graph
+        without the chunk part, or rows that are not one contiguous run."""
+        if not self.packs or int(rows.max()) - int(rows.min()) + 1 != len(rows):
+            return False
+        self._rider, self._ridden = (rows, tokens), None
+        return True
+
+    def unride(self) -> np.ndarray | None:
+        """The carried rows' logits [n, vocab] if a prefill ran them since `ride` (else None: decode them
+        now); valid until the next decode, as decode's."""
+        logits, self._rider, self._ridden = self._ridden, None, None
+        return logits
+
+    def _carry(self, row: int, ids: list[int], start: int) -> np.ndarray | None:
+        """Run the rider's decode rows and `ids` on row `row` after its first `start` tokens, in one
+        pass: the chunk's last logits [1, vocab] (the rows' wait in _ridden); None if it can't (the row is
+        one of them, or the chunk fills the row: the graph's padding token needs one more position)."""
+        rows, tokens = self._rider
+        first, n = int(rows.min()), len(rows)
+        if first <= row < first + n or start + len(ids) >= self.capacity:  # (the graph's padding token needs one more position)
+            return None
+        lengths = self.lengths[rows]  # [n]
+        if int(lengths.max()) >= self.capacity:
+            raise RuntimeError(f"KV cache rows {rows.tolist()} hold {lengths.tolist()} of {self.capacity} tokens: no room to decode")
+        self._rider = None
+        self._ids[rows, 0] = tokens
+        self._positions[rows, 0] = np.minimum(lengths, self.info.n_positions - 1)
+        self._mask[rows, lengths] = 1
+        binding = self._packed
+        self._bind_decode_rows(binding, first, n)
+        self._bind_chunk_kv(binding, [address + row * self._row_bytes for address, _ in self.buffers], self.capacity)
+        positions = np.minimum(np.arange(start, start + len(ids)), self.info.n_positions - 1)[None, :]  # [1, chunk]
+        for name, value in ((contract.CHUNK_IDS, np.array([ids], np.int64)), (contract.CHUNK_POSITION_IDS, positions.astype(np.int64)),
+                            (contract.CHUNK_ATTENTION_MASK, np.ones((1, start + len(ids)), np.int64)), (contract.CHUNK_LOGITS_TO_KEEP, self._keep)):
+            binding.bind_cpu_input(name, value)
+        last = np.empty((1, 1, self.info.vocab_size), self.session.dtype)  # [1, 1, vocab]
+        binding.bind_output(contract.CHUNK_LOGITS, "cpu", 0, self.session.dtype, last.shape, last.ctypes.data)
+        started = time.perf_counter()
+        self.session.run_bound(binding)
+        self.carry_seconds = time.perf_counter() - started
+        self._after_decode(rows, tokens)
+        self._after_prefill(row, ids, start)
+        self._mask[row] = np.arange(self.capacity) < self.lengths[row]
+        logits = self._decode_logits[:n, 0]  # [n, vocab], rows in ascending order
+        logits = logits if bool((rows[1:] > rows[:-1]).all()) else logits[rows - first]
+        self._ridden = logits if logits.dtype == np.float32 else logits.astype(np.float32)
+        return last[0] if last.dtype == np.float32 else last[0].astype(np.float32)
 
     def _after_rewind(self, row: int) -> None:
         self._mask[row] = np.arange(self.capacity) < self.lengths[row]
@@ -202,7 +239,7 @@ class SharedKVCache(Rows):
     def reorder(self, dst: np.ndarray, src: np.ndarray) -> None:
         """Rows dst[i] hold what rows src[i] held, in place (beam search follows its surviving beams)."""
         if self._host is not None:  # numpy, in place, each source's filled positions only
-            kv_rows.move_host(self._host, dst, src, self.lengths[src])
+            kv_rows.move_host(self._host, dst, src, self.lengths[src], self._move_pool)
         else:  # on the device, by the row-moving graph: no key or value crosses to the host
             kv_rows.mover(self.session.kv_dtype.name, tuple(self.session.providers), self.session.threads).move(self.block, self.session.device, dst, src)
         self._move_rows(dst, src)

@@ -63,16 +63,27 @@ def mover(dtype_name: str, providers: tuple[str, ...], threads: int | None) -> R
     return RowMover(np.dtype(dtype_name), list(providers), threads)
 
 
-def move_host(host: np.ndarray, dst: np.ndarray, src: np.ndarray, used) -> None:
+def move_host(host: np.ndarray, dst: np.ndarray, src: np.ndarray, used, pool: list[np.ndarray] | None = None) -> None:
     """host[:, dst[i], :, :used[i]] = host[:, src[i], :, :used[i]] for a block [planes, slots, n_head, capacity,
     head_dim] in host memory; `used`: each source's filled positions (or one number for all). Only filled
-    positions move, and only a source that another move overwrites is saved first: a slot swap of a long
-    row with an empty one copies the long row once, with no temporary (a 900-token gpt2 row is 66 MB,
-    and a fresh temporary of it cost page faults for hundreds of milliseconds)."""
+    positions move, and only a source that another move overwrites is saved first, a plane at a time,
+    into `pool`: the caller's buffers [n_head, capacity, head_dim], made (and written) the first time
+    they are needed and kept. A fresh temporary of a whole row (66 MB for a 900-token gpt2 row) cost
+    page faults for hundreds of milliseconds each time, every stream's wait when a slot swap admits
+    a long prompt."""
     used = np.broadcast_to(np.asarray(used, np.int64), np.shape(src))
     changed = dst != src
     moves = [(int(d), int(s), int(n)) for d, s, n in zip(dst[changed], src[changed], used[changed]) if n]
     written = {d for d, _, _ in moves}
-    saved = {s: host[:, s, :, :n].copy() for _, s, n in moves if s in written}  # [planes, n_head, n, head_dim]
-    for d, s, n in moves:
-        host[:, d, :, :n] = saved[s] if s in saved else host[:, s, :, :n]
+    saved = sorted({s: n for _, s, n in moves if s in written}.items())  # sources another move overwrites
+    pool = [] if pool is None else pool
+    while len(pool) < len(saved):
+        buffer = np.empty(host.shape[2:], host.dtype)  # [n_head, capacity, head_dim]
+        buffer.fill(0)  # its pages, once
+        pool.append(buffer)
+    for plane in host:  # [slots, n_head, capacity, head_dim]
+        copies = {s: pool[i][:, :n] for i, (s, n) in enumerate(saved)}
+        for s, copy in copies.items():
+            copy[...] = plane[s, :, : copy.shape[1]]
+        for d, s, n in moves:
+            plane[d, :, :n] = copies[s] if s in copies else plane[s, :, :n]

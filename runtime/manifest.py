@@ -45,6 +45,7 @@ class ModelInfo:
     architecture: str = contract.GPT2_LM  # transformers' class of the exported model (contract.TASKS)
     labels: tuple[str, ...] | None = None  # a classifier's label names by id (config.json's id2label)
     pad_token_id: int | None = None  # a classifier's padding token: its score is read at the last other token
+    packed_chunk: bool = False  # the shared graph also runs one prompt chunk beside its rows, in the same pass (contract.CHUNK_*)
 
     @property
     def model_type(self) -> str:
@@ -146,6 +147,9 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
     kv_dtype = manifest.get("kv_cache_dtype", dtype)
     if kv_dtype not in KV_DTYPES or (kv_dtype == "int8" and kv_cache != contract.SHARED_KV):
         raise ModelLoadError(f"{path} has kv_cache_dtype {short(kv_dtype)} with kv_cache {short(kv_cache)}, which gpt2onnx does not run: re-export the model")
+    packed_chunk = manifest.get("packed_chunk", False)  # exports before it: the rows only
+    if not isinstance(packed_chunk, bool) or (packed_chunk and kv_cache != contract.SHARED_KV):
+        raise ModelLoadError(f"{path} has packed_chunk {short(packed_chunk)} with kv_cache {short(kv_cache)}, which gpt2onnx does not run: re-export the model")
     architecture = block.get("architecture", contract.GPT2_LM)  # manifests before GPT-1 and classifiers: GPT-2 LMs
     if not isinstance(architecture, str) or architecture not in contract.TASKS:  # a dict: a list would not even hash
         raise ModelLoadError(f"{path} has architecture {short(architecture)}; gpt2onnx runs {', '.join(contract.TASKS)}: re-export the model")
@@ -171,6 +175,7 @@ def model_info(manifest: dict, where: Path) -> ModelInfo:
         architecture=architecture,
         labels=labels,
         pad_token_id=whole("pad_token_id", 0, optional=True),
+        packed_chunk=packed_chunk,
     )
     if info.n_embd % info.n_head:
         raise ModelLoadError(f"{path} describes an impossible model: re-export the model")

@@ -66,10 +66,11 @@ class Search:
             raise RuntimeError("this search was cancelled before it started: make a new one")
         self.state.begin(prompts)
 
-    def prefill_some(self, budget: int | None) -> int:
-        """Run up to `budget` more prompt tokens; returns how many ran. Once the last has run the search
-        is set up to choose its first tokens, as after append_tokens."""
-        ran = self.state.prefill_some(budget)
+    def prefill_some(self, budget: float | None, least: int = 1) -> float:
+        """Run more prompt tokens, as many as `budget` pays for and at least `least` (DecodeState.prefill_some);
+        returns the budget spent. Once the last has run the search is set up to choose its first tokens,
+        as after append_tokens."""
+        ran = self.state.prefill_some(budget, least)
         if not self.state.prefilling:
             if self.constraint is not None:
                 self.constraints = RowConstraints(self.constraint, self.state.rows)

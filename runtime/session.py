@@ -93,7 +93,10 @@ class DecoderSession:
         self.threads = threads  # onnxruntime's intra-op threads (None: its default)
 
     def _check_signature(self) -> None:
-        signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype)
+        inputs = len(self._session.get_inputs())
+        if 2 * self.info.n_layer > inputs:  # before the signature is built: a junk n_layer of 10**9 would fill the memory
+            raise ModelLoadError(f"the manifest says n_layer={self.info.n_layer} but the graph has {inputs} inputs: re-export the model")
+        signature = contract.io_signature(self.info.n_layer, self.info.dtype, self.info.kv_cache, self.info.kv_dtype, self.info.packed_chunk)
         check_io(self._session, signature, f"a GPT-2 decoder with past for n_layer={self.info.n_layer}")
 
     def empty_past(self, batch: int) -> Past:

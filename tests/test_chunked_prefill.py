@@ -2,15 +2,23 @@
 for every running row, then prompt chunks up to `step_tokens`. A long prompt is prefilled over
 several steps while the other requests make one token each step, and every request still gets
 exactly its alone tokens (and transformers' greedy ids): with staggered arrivals, beams,
-sampling with seeds, prefix reuse, and cancels, also of a request mid-prefill.
+sampling with seeds, prefix reuse, and cancels, also of a request mid-prefill. The step's first
+chunk carries the decode tokens in its pass (the graph's chunk part); an export made before that
+part existed runs its chunks as passes of their own, with the same tokens.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
-from gpt2onnx.runtime import UsageError, load
+from gpt2onnx.export import fast_graph, optimize
+from gpt2onnx.export.onnx_export import save_onnx
+from gpt2onnx.runtime import UsageError, contract, load
+from gpt2onnx.runtime.manifest import sha256_file
 
 from conftest import hf_greedy
 
@@ -20,6 +28,28 @@ NO_REPEAT = dict(no_repeat_ngram_size=1)  # random weights: see test_engine.py
 @pytest.fixture(scope="module")
 def tiny(exports):
     return exports["tiny"], load(exports["tiny"].onnx_dir, provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def rows_only(exports, tmp_path_factory):
+    """The tiny export as exports were before the graph's chunk part (no packed_chunk in the manifest):
+    its chunks run as passes of their own."""
+    exported = exports["tiny"]
+    folder = tmp_path_factory.mktemp("rows_only") / "onnx"
+    shutil.copytree(exported.onnx_dir, folder)
+    config = json.loads((exported.checkpoint / "config.json").read_text())
+    graph, matrices = fast_graph.build(fast_graph.read_weights(folder / contract.MODEL_FILE), config, packed_chunk=False)
+    graph = optimize.fuse(graph, config)
+    fast_graph.attach_matrices(graph, matrices)
+    save_onnx(graph, folder / contract.MODEL_FILE)
+    manifest = json.loads((folder / contract.MANIFEST_FILE).read_text())
+    del manifest["packed_chunk"]
+    manifest["io"] = contract.io_signature(config["n_layer"], kv_cache=contract.SHARED_KV)
+    manifest["files"][contract.MODEL_FILE] = {"bytes": (folder / contract.MODEL_FILE).stat().st_size, "sha256": sha256_file(folder / contract.MODEL_FILE)}
+    (folder / contract.MANIFEST_FILE).write_text(json.dumps(manifest))
+    model = load(folder, provider="cpu")
+    assert not model.info.packed_chunk
+    return exported, model
 
 
 def alone(model, ids, seed=None, **settings):
@@ -43,12 +73,16 @@ def test_a_long_prompt_is_prefilled_over_steps_while_another_request_decodes(tin
     engine.submit(b, [long])
     held = []
     while b.state.prefilling or not b.state.started:
-        made = a.timing.new_tokens
+        made, runs = a.timing.new_tokens, model.session.runs
         engine.step()
         assert a.timing.new_tokens == made + 1  # a never waits for b's prompt
+        assert model.session.runs == runs + 1  # a's token rides in the pass of b's chunk: the weights are read once
         held.append(int(engine.cache.lengths[b.state.slots[0].row]))
-    # 1 decode token + 7 prompt tokens a step: 100 tokens in 15 steps, the last one choosing b's first token.
-    assert held == [7 * k for k in range(1, 15)] + [100]
+    # 1 decode token + 7 prompt tokens' worth a step: a token at position p costs 1 + p / (4 n_embd) of
+    # them (its attention), so the chunks shrink from 7 as b's row fills; the last step chooses b's first token.
+    chunks = np.diff([0, *held])
+    assert chunks[0] == 7 and all(a >= b >= 1 for a, b in zip(chunks, chunks[1:-1])) and held[-1] == 100
+    assert chunks[-2] < 7
     assert b.timing.new_tokens == 1
     while engine.has_work():
         engine.step()
@@ -60,9 +94,9 @@ def test_a_long_prompt_is_prefilled_over_steps_while_another_request_decodes(tin
         assert got.token_ids == hf_greedy(exported.checkpoint, ids, n, **NO_REPEAT)
 
 
-@pytest.mark.parametrize("step_tokens", [1, 5, 64])
-def test_every_request_gets_its_alone_tokens_with_chunking(tiny, step_tokens):
-    exported, model = tiny
+@pytest.mark.parametrize("step_tokens,graph", [(1, "tiny"), (5, "tiny"), (64, "tiny"), (5, "rows_only")])
+def test_every_request_gets_its_alone_tokens_with_chunking(request, step_tokens, graph):
+    exported, model = request.getfixturevalue(graph)
     text = "In the beginning the universe was created, which made a lot of people very angry."
     requests = {  # name: (prompt, settings, step at which it arrives)
         "greedy": (text, dict(do_sample=False, max_new_tokens=12, logprobs=1, **NO_REPEAT), 0),
@@ -73,6 +107,7 @@ def test_every_request_gets_its_alone_tokens_with_chunking(tiny, step_tokens):
         "cancel_decoding": ("A fortune cookie says", dict(do_sample=False, max_new_tokens=40, **NO_REPEAT), 1),
     }
     engine = model.engine(slots=8, step_tokens=step_tokens)
+    assert engine.cache.packs == (graph == "tiny")
     searches = {name: model.generator(seed=kw.get("seed"), **{k: v for k, v in kw.items() if k != "seed"}) for name, (_, kw, _) in requests.items()}
     ids = {name: model.tokenizer.encode(prompt) for name, (prompt, _, _) in requests.items()}
     step = 0
@@ -115,12 +150,14 @@ def test_rows_decoding_around_a_prefilling_row_get_their_own_logits(tiny):
     _, model = tiny
     engine = model.engine(slots=4, step_tokens=6)
     prompts = {"a": "The quick brown fox", "b": "Hello, my dog", "c": "In 1492, Columbus", "long": "Once upon a time, " * 12}
-    lengths = {"a": 20, "b": 3, "c": 20, "long": 4}
+    lengths = {"a": 20, "b": 6, "c": 20, "long": 4}
     searches = {name: model.generator(max_new_tokens=lengths[name], do_sample=False, logprobs=1, **NO_REPEAT) for name in prompts}
     ids = {name: model.tokenizer.encode(text) for name, text in prompts.items()}
     for name in "abc":
         engine.submit(searches[name], [ids[name]])
-    engine.step()
+    while not all(searches[name].state.started for name in "abc"):  # a step that decodes runs one prompt chunk
+        engine.step()
+    assert searches["b"].timing.new_tokens < lengths["b"]
     engine.submit(searches["long"], [ids["long"]])
     split = False
     while engine.has_work():

@@ -75,9 +75,11 @@ def test_manifest_describes_model_graph_and_files(exported):
     assert kv_cache == (contract.CONCAT_KV if exported.name == "deep_short" else contract.SHARED_KV)
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     n_layer = config["n_layer"]
-    want_inputs = set(contract.input_names(n_layer, kv_cache))
+    packed = manifest.get("packed_chunk", False)  # the GroupQueryAttention graph's prompt-chunk part
+    assert packed == (kv_cache == contract.SHARED_KV)
+    want_inputs = set(contract.input_names(n_layer, kv_cache, packed))
     assert {i["name"] for i in manifest["io"]["inputs"]} == {i.name for i in graph.input} == want_inputs
-    assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer))
+    assert {o["name"] for o in manifest["io"]["outputs"]} == {o.name for o in graph.output} == set(contract.output_names(n_layer, kv_cache, packed))
     on_disk = {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
     for name, entry in manifest["files"].items():

@@ -84,9 +84,15 @@ def test_the_default_graph_is_fused_and_fusing_never_needs_the_weight_matrices(e
     tiny = exports["tiny"]
     config = json.loads((tiny.checkpoint / "config.json").read_text())
     n_layer = config["n_layer"]
-    ops = collections.Counter(node.op_type for node in onnx.load(str(tiny.onnx_dir / "model.onnx")).graph.node)
-    assert ops["GroupQueryAttention"] == n_layer and ops["SkipLayerNormalization"] == 2 * n_layer and ops["FastGelu"] == n_layer
-    assert ops["Split"] == 0  # c_attn's output goes to GroupQueryAttention whole, as packed QKV
+    nodes = onnx.load(str(tiny.onnx_dir / "model.onnx")).graph.node
+    ops = collections.Counter(node.op_type for node in nodes)
+    # Two attention nodes a block: the rows' and the prompt chunk's (chunk_graph.py). Every LayerNorm
+    # but the first block's ln_1 takes in its residual Add; that one follows the Concat of the rows'
+    # and the chunk's embeddings.
+    assert ops["GroupQueryAttention"] == 2 * n_layer and ops["SkipLayerNormalization"] == 2 * n_layer - 1 and ops["FastGelu"] == n_layer
+    # c_attn's output goes to GroupQueryAttention whole, as packed QKV: Splits only part the rows' tokens from the chunk's (axis 0).
+    splits = [node for node in nodes if node.op_type == "Split"]
+    assert len(splits) == n_layer + 2 and all(a.i == 1 for node in splits for a in node.attribute if a.name == "axis")
 
     weights = fast_graph.read_weights(tiny.onnx_dir / "model.onnx")  # the fused graph keeps every PyTorch name
     lean, matrices = fast_graph.build(dict(weights), config)

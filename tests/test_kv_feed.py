@@ -65,3 +65,45 @@ def test_rewind_then_refeed_equals_never_having_fed(session):
     np.testing.assert_allclose(cache.decode(np.array([1]), np.array([7]))[0], one_at_a_time(session, 1, [7])[0], atol=ATOL)
     with pytest.raises(RuntimeError, match="can't rewind"):
         cache.rewind(2, 10)
+
+
+def test_a_chunk_carried_with_decode_rows_gives_the_logits_of_separate_passes(exports):
+    """KVCache.ride: the decode rows' token and a prompt chunk on another row run in one pass (the
+    graph's packed_chunk part); their logits, and every logit after, equal a decode pass and a
+    prefill run apart, within 1e-4. A chunk that would fill its row is run apart (the graph's
+    attention pads the chunk with one position), as are rows not in one contiguous run."""
+    session = load(exports["tiny"].onnx_dir, provider="cpu").session
+    assert session.info.packed_chunk
+    long = list(range(100, 160))
+    for rows, chunk_row, start, chunk, capacity, carried in (
+        ([0, 1, 2], 3, 0, long[:17], 48, True),  # a fresh prompt's first chunk
+        ([1, 0], 3, 17, long[17:40], 48, True),  # a later chunk after its row's past, rows in any order
+        ([0, 1, 2], 3, 17, long[17:48], 48, False),  # the chunk would fill the row: it runs apart
+        ([0, 2], 3, 0, long[:9], 48, False),  # not one run of rows
+    ):
+        caches = []
+        for ride in (True, False):
+            cache = new_cache(session, 4, capacity)
+            for row, ids in enumerate(PROMPTS):
+                cache.prefill(row, ids)
+            if start:
+                cache.prefill(chunk_row, long[:start])
+            tokens = np.array([7, 8, 9][: len(rows)])
+            runs = session.runs
+            if ride:
+                assert cache.ride(np.array(rows), tokens) == (rows != [0, 2])
+                last = cache.prefill(chunk_row, chunk, start)
+                decoded = cache.unride()
+                assert (decoded is not None) == carried and session.runs == runs + 1  # carried: the decode rows ran in the chunk's pass
+                if decoded is None:
+                    decoded = cache.decode(np.array(rows), tokens)
+            else:
+                decoded = cache.decode(np.array(rows), tokens).copy()
+                last = cache.prefill(chunk_row, chunk, start)
+            caches.append((cache, decoded.copy(), last.copy()))
+        (a, decoded_a, last_a), (b, decoded_b, last_b) = caches
+        np.testing.assert_allclose(decoded_a, decoded_b, atol=ATOL)
+        np.testing.assert_allclose(last_a, last_b, atol=ATOL)
+        assert a.lengths.tolist() == b.lengths.tolist() and a.held == b.held
+        every = np.arange(4)[a.lengths < capacity]  # then everyone decodes on: the keys and values were written alike
+        np.testing.assert_allclose(a.decode(every, every + 3), b.decode(every, every + 3), atol=ATOL)

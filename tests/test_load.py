@@ -99,6 +99,15 @@ def test_refuses_a_graph_that_does_not_match_the_manifest(copy):
         load(copy, provider="cpu")
 
 
+def test_refuses_a_huge_n_layer_before_building_its_signature(copy):
+    # A full test run was killed for memory during test_fuzz's broken manifests. A junk n_layer in the
+    # millions would do it: the I/O signature (four entries a layer) was built before anything compared
+    # it with the graph.
+    edit_manifest(copy, lambda m: m["model"].update(n_layer=10**9))
+    with pytest.raises(ModelLoadError, match="the manifest says n_layer=1000000000 but the graph has"):
+        load(copy, provider="cpu")
+
+
 def test_refuses_a_tokenizer_bigger_than_the_vocabulary(copy):
     edit_manifest(copy, lambda m: m["model"].update(vocab_size=1000))
     with pytest.raises(ModelLoadError, match="the tokenizer has 50257 tokens but the model only 1000"):
