@@ -49,10 +49,16 @@ class MainWindow(QMainWindow):
     ):
         super().__init__()
         self.store = settings if settings is not None else QSettings(APP_NAME, "desktop")
-        self.model_folder: str | None = model_folder if model_folder is not None else (self.store.value("model/folder", "") or None)
-        self.provider = provider or str(self.store.value("model/provider", "auto"))
+        requested_folder = model_folder if model_folder is not None else (self.store.value("model/folder", "") or None)
+        self.model_folder: str | None = None  # the loaded model's folder (None: the shipped one, or nothing loaded yet)
+        self.provider = provider or str(self.store.value("model/provider", "auto"))  # the one asked for; the loaded model's once it loads
         if self.provider not in PROVIDERS:
             self.provider = "auto"
+        self._loaded_provider: str | None = None  # the provider setting the loaded model was loaded with
+        # What was saved from an earlier session (a folder since deleted, CUDA on a machine without a GPU now)
+        # falls back to the shipped model on auto, once, if it no longer loads; what the command line asked for does not.
+        self._fallback = model_folder is None and provider is None
+        self._fell_back: str | None = None  # the message of that fallback, until the shipped model has loaded
         self.loaders = Jobs()  # model loads running in the background
         self._inspected: int | None = None  # span index shown in the inspector
 
@@ -91,7 +97,7 @@ class MainWindow(QMainWindow):
         self._restore_window()
         self._update_title()
         self._update_actions()
-        self.load_model(self.model_folder, self.provider)
+        self.load_model(requested_folder, self.provider)
 
     def _wire(self) -> None:
         self.editor.accept_requested.connect(self.accept_completion)
@@ -128,7 +134,7 @@ class MainWindow(QMainWindow):
             self.load_model(folder, self.provider)
 
     def set_provider(self, provider: str) -> None:
-        self.provider = provider
+        """Reload the model on `provider`; the choice sticks (menu, saved setting) only if that load works."""
         self.provider_actions[provider].setChecked(True)
         self.load_model(self.model_folder, provider)
 
@@ -143,15 +149,28 @@ class MainWindow(QMainWindow):
     def _model_loaded(self, model: Model, folder: str | None) -> None:
         self.controller.set_model(model)
         self.model_folder = folder
+        self._fallback = False
+        self.provider = self._loaded_provider = getattr(self.sender(), "provider", self.provider)
+        self.provider_actions[self.provider].setChecked(True)
         self.status.model_loaded(model, folder)
-        if model.provider_note:
-            self.messages.show_message(f"{model.provider_note}", "warning")
+        fell_back, self._fell_back = self._fell_back, None  # why the saved model was not the one loaded
+        if fell_back or model.provider_note:
+            self.messages.show_message("; ".join(m for m in (fell_back, model.provider_note) if m), "warning")
         self._update_context()
         self._update_actions()
 
     def _model_failed(self, message: str) -> None:
         self.status.model_failed(self.model, self.model_folder)
+        if self._loaded_provider is not None:  # the menu goes back to the provider the working model runs on
+            self.provider = self._loaded_provider
+            self.provider_actions[self.provider].setChecked(True)
         kept = f" (still using {model_name(self.model_folder)})" if self.model is not None else ""
+        if self.model is None and self._fallback:
+            self._fallback = False
+            kept = ": using the shipped model instead"
+            self._fell_back = f"Could not load the saved model: {message}{kept}"  # shown again once it has loaded
+            self.provider = "auto"
+            self.load_model(None, "auto")
         self.messages.show_message(f"Could not load the model: {message}{kept}", "error")
         self._update_actions()
 

@@ -312,6 +312,35 @@ def test_cuda_request_is_never_silent(qtbot, make_window):
         assert window.status.provider_label.text() == "CPU"
 
 
+def test_a_provider_that_failed_is_not_kept(qtbot, make_window, tmp_path):
+    # Issue 28, defect 1: the menu stayed on CUDA after the CUDA load failed, and the next start had no model.
+    window = make_window()
+    window.set_provider("cuda")
+    qtbot.waitUntil(lambda: not window.status.busy.isVisible(), timeout=30000)
+    running = "cuda" if window.model.provider == "cuda" else "cpu"  # no usable GPU here: the CPU model goes on
+    assert window.provider == running and window.provider_actions[running].isChecked()
+    assert [name for name, action in window.provider_actions.items() if action.isChecked()] == [running]
+    window.save_settings()
+    assert window.store.value("model/provider") == running
+
+
+def test_a_model_folder_that_failed_is_not_saved_and_a_stale_saved_one_falls_back(qtbot, make_window, tmp_path):
+    # Issue 28, defect 2: `--model /nonexistent` then quit, and a plain start had no model.
+    store = QSettings(str(tmp_path / "fallback.ini"), QSettings.Format.IniFormat)
+    window = make_window(model_folder=str(tmp_path / "nonexistent"), settings=store, wait=False)
+    qtbot.waitUntil(lambda: window.messages.isVisible(), timeout=30000)
+    assert window.model is None and window.model_folder is None  # asked for on the command line: no fallback
+    window.save_settings()
+    assert store.value("model/folder") == ""
+    again = make_window(provider=None, settings=store)  # a plain start: the shipped model
+    assert again.model_folder is None and again.model is not None
+
+    store.setValue("model/folder", str(tmp_path / "deleted-since"))  # saved by an earlier session, gone now
+    stale = make_window(provider=None, settings=store)
+    assert stale.model_folder is None and stale.provider == "auto"
+    assert "using the shipped model instead" in stale.messages.label.text()
+
+
 def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dialogs):
     asked, answers = dialogs
     window = make_window()
