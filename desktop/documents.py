@@ -1,8 +1,8 @@
 """The document's files: new, open, save and save as (written atomically), the
 unsaved-changes prompt, autosave and crash recovery.
 
-What is written is always the writer's own text: saving ends a pending
-completion first, and autosave leaves it out. The recovery file is written a
+What is written is always the writer's own text: saving and autosave leave a
+pending completion out, and it stays on screen to be accepted or rejected. The recovery file is written a
 moment after each edit and cleared on a clean exit (recovery.py), so after a
 crash the next start can offer the text back.
 """
@@ -30,18 +30,20 @@ class DocumentFiles(QObject):
     status = Signal(str, int)  # a passing note and how many milliseconds to show it
 
     def __init__(self, editor: QPlainTextEdit, tracker: CompletionTracker, end_completion: Callable[[], None], recovery_dir: str | Path):
-        """`end_completion()` stops and rejects a pending completion before the text is replaced or saved."""
+        """`end_completion()` stops and rejects a pending completion before the text is replaced (new, open)."""
         super().__init__(editor)
         self.editor, self.tracker, self.end_completion = editor, tracker, end_completion
         self.recovery = RecoveryStore(recovery_dir)
         self.path: str | None = None  # the file being edited
+        self._saved = ""  # the writer's text as last saved or opened
         self.autosave_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave)
         editor.textChanged.connect(self._schedule_autosave)
 
     @property
     def modified(self) -> bool:
-        return self.editor.document().isModified()
+        """The writer's text differs from what was last saved or opened (a pending completion is not theirs)."""
+        return self.editor.document().isModified() and self.tracker.writer_text() != self._saved
 
     def maybe_save(self) -> bool:
         """Ask before losing unsaved text; False means the writer cancelled."""
@@ -61,7 +63,7 @@ class DocumentFiles(QObject):
         self.end_completion()
         if self.maybe_save():
             self.editor.setPlainText("")
-            self.path = None
+            self.path, self._saved = None, ""
             self.editor.document().setModified(False)
             self.recovery.clear()
             self.path_changed.emit()
@@ -81,7 +83,7 @@ class DocumentFiles(QObject):
             self.message.emit(f"Could not open {path}: {e}", "error")
             return
         self.editor.setPlainText(text)
-        self.path = path
+        self.path, self._saved = path, text
         self.editor.document().setModified(False)
         self.path_changed.emit()
 
@@ -103,17 +105,19 @@ class DocumentFiles(QObject):
         return False
 
     def _write(self, path: str) -> bool:
-        """Write atomically: a crash mid-write leaves the old file whole."""
-        self.end_completion()
+        """Write the writer's text atomically (a crash mid-write leaves the old file whole); a pending
+        completion is left out of the file and on the screen."""
         target = Path(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        text = self.tracker.writer_text()
         try:
-            tmp.write_text(self.tracker.writer_text(), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, target)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             self.message.emit(f"Could not save {path}: {e}", "error")
             return False
+        self._saved = text
         self.editor.document().setModified(False)
         self.status.emit(f"saved {path}", 3000)
         return True

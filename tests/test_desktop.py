@@ -347,10 +347,14 @@ def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dial
     window.panel.set_settings(GREEDY)
     type_text(qtbot, window, PROMPT)
     complete(qtbot, window)  # pending: not the writer's text, so not saved
+    suggestion = window.tracker.text
     path = tmp_path / "story.txt"
     assert window.files.save_as(str(path))
     assert path.read_text(encoding="utf-8") == PROMPT
     assert window.windowTitle().startswith("story.txt")
+    # Issue 28, defect 7: saving threw the pending suggestion away. It stays, to be accepted or rejected.
+    assert window.tracker.pending and window.tracker.text == suggestion and suggestion in window.editor.toPlainText()
+    assert not window.files.modified
 
     type_text(qtbot, window, " more")
     answers["warning"] = QMessageBox.StandardButton.Cancel
