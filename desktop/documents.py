@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QPlainTextEdit
 
 from .completion import CompletionTracker
@@ -83,6 +84,7 @@ class DocumentFiles(QObject):
             self.message.emit(f"Could not open {path}: {e}", "error")
             return
         self.editor.setPlainText(text)
+        self.editor.moveCursor(QTextCursor.MoveOperation.End)  # Ctrl+Enter continues the text, not its first line
         self.path, self._saved = path, text
         self.editor.document().setModified(False)
         self.path_changed.emit()

@@ -218,6 +218,7 @@ class MainWindow(QMainWindow):
         logprob = next((lp for tid, lp in (shown.top if shown else ()) if tid == token_id), -math.inf)
         if self.controller.branch(index, text, TokenLogprobs(token_id, logprob), self.panel.settings()) and self.tracker.spans:
             self._inspect(len(self.tracker.spans) - 1)  # the chosen token
+        self.editor.setFocus()  # back to the text: Tab accepts, typing goes on (the click left it in the inspector)
 
     def _escape(self) -> None:
         """Esc: stop generating; pressed again (or when done), reject the completion."""

@@ -215,6 +215,7 @@ def test_inspector_shows_alternatives_and_branches(qtbot, make_window):
     assert text.startswith(kept + alt_text)
     assert window.tracker.spans[2].tokens[0].token_id == alt_id
     assert window.tracker.pending
+    assert window.focusWidget() is window.editor  # issue 28, defect 10: focus back in the text, so Tab accepts
     # The branched completion is still one step: rejecting it leaves the prompt.
     qtbot.keyClick(window.editor, Qt.Key.Key_Escape)
     assert window.editor.toPlainText() == PROMPT
@@ -369,6 +370,8 @@ def test_files_save_open_and_the_close_prompt(qtbot, make_window, tmp_path, dial
     other.files.open_file(str(path))
     assert other.editor.toPlainText() == PROMPT + " more"
     assert not other.editor.document().isModified()
+    # Issue 28, defect 12: the cursor was at the start, so Ctrl+Enter completed from an empty prompt.
+    assert other.editor.textCursor().position() == len(PROMPT + " more")
 
 
 def test_autosave_recovers_text_after_a_crash(qtbot, make_window, tmp_path, dialogs):
