@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from .styling import probability, probability_colour
@@ -56,8 +56,9 @@ class TokenInspector(QWidget):
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setToolTip("Click an alternative to use it instead and regenerate from there")
+        self.table.setToolTip("Click an alternative (or choose it with the arrows and press Enter) to use it instead and regenerate from there")
         self.table.cellClicked.connect(self._clicked)
+        self.table.installEventFilter(self)  # from the keyboard: the arrows choose a row, Enter branches from it
         self.hint = QLabel("Click an alternative to branch from it.")
         self.hint.setEnabled(False)
         layout = QVBoxLayout(self)
@@ -91,8 +92,15 @@ class TokenInspector(QWidget):
                     item.setFont(font)
                 self.table.setItem(row, column, item)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Enter on the table branches from its current row, as a click on it does."""
+        if watched is self.table and event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self._clicked(self.table.currentRow(), 0)
+            return True
+        return super().eventFilter(watched, event)
+
     def _clicked(self, row: int, _column: int) -> None:
-        if row >= len(self.alternatives):
+        if not 0 <= row < len(self.alternatives):
             return
         token_id, text, _ = self.alternatives[row]
         self.alternative_chosen.emit(token_id, text)

@@ -9,6 +9,7 @@ through the real worker thread.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 
@@ -499,3 +500,23 @@ def test_a_gpt1_model_completes_like_the_api(qtbot, make_window, gpt1):
     expected = window.model.generate("The quick brown fox", do_sample=False, max_new_tokens=12, repetition_penalty=1.2, no_repeat_ngram_size=3).text
     assert window.tracker.text == expected and expected
     assert window.editor.toPlainText() == "The quick brown fox" + expected
+
+
+def test_the_inspector_branches_from_the_keyboard(qtbot):
+    # Issue 28, defect 11: the arrows selected a row, but Enter did not branch.
+    from gpt2onnx.desktop.inspector import TokenInspector
+    from gpt2onnx.runtime.results import TokenLogprobs
+
+    inspector = TokenInspector()
+    qtbot.addWidget(inspector)
+    token = TokenLogprobs(11, math.log(0.5), [(11, math.log(0.5)), (22, math.log(0.3)), (33, math.log(0.1))])
+    inspector.show_token(token, lambda t: f"tok{t}")
+    chosen = []
+    inspector.alternative_chosen.connect(lambda token_id, text: chosen.append((token_id, text)))
+    inspector.table.setFocus()
+    inspector.table.setCurrentCell(0, 1)
+    qtbot.keyClick(inspector.table, Qt.Key.Key_Down)
+    qtbot.keyClick(inspector.table, Qt.Key.Key_Down)
+    assert inspector.table.currentRow() == 2 and chosen == []  # the arrows only choose
+    qtbot.keyClick(inspector.table, Qt.Key.Key_Return)
+    assert chosen == [(33, "tok33")]
