@@ -129,7 +129,7 @@ class GenerationConfig:
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
             raise UsageError("num_return_sequences > 1 needs do_sample=True or num_beams > 1: greedy search gives one sequence")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
-            raise UsageError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})")
+            raise UsageError(f"num_return_sequences ({short(self.num_return_sequences)}) must be <= num_beams ({short(self.num_beams)})")
         if self.num_beams > 1 and self.context_overflow == "slide":
             raise UsageError("context_overflow='slide' is not supported with beam search: use num_beams=1")
 

@@ -11,6 +11,8 @@ def short(value, limit: int = 60) -> str:
         text = repr(value)
     except RecursionError:  # deeply nested junk
         text = f"<nested {type(value).__name__}>"
+    except ValueError:  # an int of more digits than Python will print
+        text = f"<{type(value).__name__} too long to print>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

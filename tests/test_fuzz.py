@@ -207,6 +207,8 @@ def config_dicts(draw, extra_keys: tuple[str, ...] = ()) -> dict:
 
 @settings(FUZZ, max_examples=300)
 @given(config_dicts(extra_keys=("transformers_version", "not_a_field")))
+@example({"num_beams": 2, "num_return_sequences": 10**299})  # a fresh-clone run drew it: the message printed all 300 digits
+@example({"num_beams": 2, "num_return_sequences": 10**5000})  # more digits than Python will print
 def test_generation_config_from_any_dict_is_valid_or_one_usage_error(data):
     try:
         config = GenerationConfig.from_dict(data)
